@@ -1,0 +1,107 @@
+"""Throughput of PNormRegression(p=1, num_iterations=5) against a plain float32 GEMM, in one run.
+
+    python benchmarks/bench_regression.py [--repeats 10]
+
+Prints ms and GFLOP/s for the forward and forward+backward pass at b=8, n=512, d=256 and k=16, 32,
+64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process, and the ratios. The last line
+is ``fwd_bwd_ratio_to_gemm: R`` for k=32.
+
+FLOP model (multiply-add = 2 FLOPs, LAPACK conventions, symmetric Gram counted once):
+  least squares  2nk^2 + 2nkd + k^3/3 + 2k^2 d
+  IRLS iteration 2nkd (residual) + 2nd k(k+1)/2 (packed Gram GEMM) + 2nkd (rhs) + d (k^3/3 + 2k^2)
+  prediction     2 n k d
+  backward       2 x (last IRLS iteration + prediction), the usual backward ~ 2 x forward rule
+                 applied to the part the gradient flows through.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pnr_tf.layers.regression import PNormRegression  # noqa: E402
+
+
+def regression_flops(batch_size, num_rows, appearance_dim, pose_dim, num_iterations):
+    n, d, k = num_rows, appearance_dim, pose_dim
+    least_squares = 2 * n * k * k + 2 * n * k * d + k**3 / 3 + 2 * k * k * d
+    iteration = 4 * n * k * d + n * d * k * (k + 1) + d * (k**3 / 3 + 2 * k * k)
+    prediction = 2 * n * k * d
+    forward = least_squares + num_iterations * iteration + prediction
+    backward = 2 * (iteration + prediction)
+    return batch_size * forward, batch_size * (forward + backward)
+
+
+def median_seconds(function, arguments, repeats):
+    function(*arguments)  # trace and warm up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function(*arguments)
+        tf.nest.map_structure(lambda tensor: tensor.numpy(), result)
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings))
+
+
+def gemm_gflops(repeats, size=2048):
+    matrix = tf.random.uniform((size, size))
+    seconds = median_seconds(tf.function(tf.matmul), (matrix, matrix), repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def measure_regression(batch_size, num_rows, appearance_dim, pose_dim, repeats, solver):
+    rng = np.random.default_rng(0)
+    appearance = tf.constant(rng.normal(size=(batch_size, num_rows, appearance_dim)).astype(np.float32))
+    pose = tf.constant(rng.normal(size=(batch_size, num_rows, pose_dim)).astype(np.float32))
+    ridge = 1e-2 if pose_dim >= 64 else 1e-3  # SPEC.md: ridge 1e-2 for k = 64
+    layer = PNormRegression(p=1, num_iterations=5, ridge=ridge, solver=solver)
+
+    forward = tf.function(lambda appearance, pose: layer(appearance, pose, pose))
+
+    @tf.function
+    def forward_backward(appearance, pose):
+        with tf.GradientTape() as tape:
+            tape.watch([appearance, pose])
+            loss = tf.reduce_sum(tf.square(layer(appearance, pose, pose)))
+        return tape.gradient(loss, [appearance, pose])
+
+    return (
+        median_seconds(forward, (appearance, pose), repeats),
+        median_seconds(forward_backward, (appearance, pose), repeats),
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--solver", default="cholesky", choices=["cholesky", "matmul"])
+    arguments = parser.parse_args()
+
+    batch_size, num_rows, appearance_dim = 8, 512, 256
+    reference = gemm_gflops(arguments.repeats)
+    print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver={arguments.solver}")
+    print(f"gemm_2048_gflops: {reference:.1f}")
+    ratio_k32 = None
+    for pose_dim in (16, 32, 64):
+        forward_seconds, forward_backward_seconds = measure_regression(
+            batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver
+        )
+        forward_flops, forward_backward_flops = regression_flops(batch_size, num_rows, appearance_dim, pose_dim, 5)
+        forward_gflops = forward_flops / forward_seconds / 1e9
+        forward_backward_gflops = forward_backward_flops / forward_backward_seconds / 1e9
+        print(
+            f"k={pose_dim:3d}  forward {forward_seconds * 1e3:8.1f} ms {forward_gflops:6.1f} GFLOP/s "
+            f"(ratio {forward_gflops / reference:.2f})   forward+backward {forward_backward_seconds * 1e3:8.1f} ms "
+            f"{forward_backward_gflops:6.1f} GFLOP/s (ratio {forward_backward_gflops / reference:.2f})"
+        )
+        if pose_dim == 32:
+            ratio_k32 = forward_backward_gflops / reference
+    print(f"fwd_bwd_ratio_to_gemm: {ratio_k32:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The pNR generator as one Keras model: encoders, p-norm regression, decoder."""
+
+import keras
+import tensorflow as tf
+
+from pnr_tf.layers.blocks import build_sublayer
+from pnr_tf.layers.decoder import ImageDecoder
+from pnr_tf.layers.encoders import AppearanceEncoder
+from pnr_tf.layers.encoders import PoseEncoder
+from pnr_tf.layers.regression import PNormRegression
+
+INPUT_NAMES = ("source_image", "source_pose", "target_pose")
+
+
+@keras.saving.register_keras_serializable(package="pnr_tf")
+class PNRGenerator(keras.Model):
+    """Draws the person of one or more source images in a target pose.
+
+    Inputs, a dict:
+        ``source_image`` (batch, M, H, W, 3) float in [-1, 1]; (batch, H, W, 3) means M = 1.
+        ``source_pose`` (batch, M, H, W, 18) heatmaps; (batch, H, W, 18) means M = 1.
+        ``target_pose`` (batch, H, W, 18) heatmaps.
+    Output: (batch, H, W, 3) float32 in [-1, 1].
+
+    M is dynamic: the rows of the M sources are stacked into one regression, so a model trained
+    with M = 1 runs M = 3 or 5 unchanged. H and W must be multiples of 4.
+
+    In training mode with ``row_keep_probability < 1`` each source row is kept with that
+    probability (the paper's unsupervised setting, eq. 4), drawn from a seeded generator.
+
+    Args:
+        appearance_encoder: E_a, an ``AppearanceEncoder`` (default-built when None).
+        pose_encoder: E_p, a ``PoseEncoder`` (default-built when None).
+        regression: the ``PNormRegression`` layer (p = 1 by default).
+        decoder: G, an ``ImageDecoder``.
+        row_keep_probability: Bernoulli keep probability of each source row in training.
+        seed: seed of the row-dropout generator.
+        **kwargs: forwarded to ``keras.Model``.
+
+    Example:
+    >>> generator = PNRGenerator()
+    >>> images = generator({"source_image": source, "source_pose": source_heatmaps, "target_pose": target_heatmaps})
+    """
+
+    def __init__(
+        self,
+        appearance_encoder=None,
+        pose_encoder=None,
+        regression=None,
+        decoder=None,
+        row_keep_probability=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 < row_keep_probability <= 1.0:
+            raise ValueError(f"row_keep_probability must be in (0, 1], got {row_keep_probability!r}")
+        self.appearance_encoder = appearance_encoder or AppearanceEncoder(name="appearance_encoder")
+        self.pose_encoder = pose_encoder or PoseEncoder(name="pose_encoder")
+        self.regression = regression or PNormRegression(name="regression")
+        self.decoder = decoder or ImageDecoder(name="decoder")
+        if self.appearance_encoder.output_dim != self.decoder.input_dim:
+            raise ValueError(
+                f"the appearance encoder gives d = {self.appearance_encoder.output_dim} features per row but the "
+                f"decoder takes {self.decoder.input_dim}"
+            )
+        self.row_keep_probability = float(row_keep_probability)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="row_dropout_seed")
+
+    def build(self, input_shape):
+        shapes = _validated_shapes(input_shape)
+        # Kept for get_build_config: loading rebuilds the variables before it restores their values.
+        self._input_shapes = {name: [None, *shape[1:]] for name, shape in shapes.items()}
+        image_shape = (None, *shapes["source_image"][-3:])
+        pose_shape = (None, *shapes["target_pose"][-3:])
+        build_sublayer(self.appearance_encoder, image_shape)
+        build_sublayer(self.pose_encoder, pose_shape)
+        height, width = pose_shape[1], pose_shape[2]
+        build_sublayer(self.decoder, (None, height // 4, width // 4, self.decoder.input_dim))
+        self.built = True
+
+    def get_build_config(self):
+        return {"input_shape": self._input_shapes} if self.built else {}
+
+    def build_from_config(self, config):
+        if "input_shape" in config:
+            self.build(config["input_shape"])
+
+    def call(self, inputs, training=None):
+        _validated_shapes({name: inputs[name].shape for name in INPUT_NAMES} if isinstance(inputs, dict) else inputs)
+        source_image, source_pose, target_pose = (inputs[name] for name in INPUT_NAMES)
+        if source_image.shape.rank == 4:
+            source_image = tf.expand_dims(source_image, 1)
+        if source_pose.shape.rank == 4:
+            source_pose = tf.expand_dims(source_pose, 1)
+        batch_size = tf.shape(source_image)[0]
+        num_sources = tf.shape(source_image)[1]
+
+        # Encode all M sources as one batch, then stack their rows: (batch, M * n, .).
+        source_appearance = self.appearance_encoder(_merge_sources(source_image), training=training)
+        source_pose_rows = self.pose_encoder(_merge_sources(source_pose), training=training)
+        source_appearance = tf.reshape(source_appearance, [batch_size, -1, source_appearance.shape[-1]])
+        source_pose_rows = tf.reshape(source_pose_rows, [batch_size, -1, source_pose_rows.shape[-1]])
+        target_pose_rows = self.pose_encoder(target_pose, training=training)
+
+        row_weights = None
+        if training and self.row_keep_probability < 1.0:
+            uniform = keras.random.uniform(tf.shape(source_pose_rows)[:2], seed=self.seed_generator)
+            row_weights = tf.cast(uniform < self.row_keep_probability, tf.float32)
+        del num_sources
+
+        target_appearance = self.regression(source_appearance, source_pose_rows, target_pose_rows, row_weights)
+        height = (tf.shape(target_pose)[1] + 3) // 4
+        width = (tf.shape(target_pose)[2] + 3) // 4
+        feature_map = tf.reshape(target_appearance, [batch_size, height, width, self.decoder.input_dim])
+        feature_map = tf.cast(feature_map, self.compute_dtype)
+        return self.decoder(feature_map, training=training)
+
+    def compute_output_shape(self, input_shape):
+        target_shape = input_shape["target_pose"]
+        return (target_shape[0], target_shape[1], target_shape[2], 3)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "appearance_encoder": keras.saving.serialize_keras_object(self.appearance_encoder),
+                "pose_encoder": keras.saving.serialize_keras_object(self.pose_encoder),
+                "regression": keras.saving.serialize_keras_object(self.regression),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "row_keep_probability": self.row_keep_probability,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("appearance_encoder", "pose_encoder", "regression", "decoder"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
+
+
+def _merge_sources(tensor):
+    """(batch, M, H, W, C) -> (batch * M, H, W, C)."""
+    shape = tf.shape(tensor)
+    return tf.reshape(tensor, tf.concat([[-1], shape[2:]], axis=0))
+
+
+def _validated_shapes(shapes):
+    """Checks the input dict's names and ranks; returns it. Errors name the offending input."""
+    if not isinstance(shapes, dict):
+        raise TypeError(f"PNRGenerator takes a dict with keys {INPUT_NAMES}, got {type(shapes).__name__}")
+    missing = [name for name in INPUT_NAMES if name not in shapes]
+    if missing:
+        raise KeyError(f"PNRGenerator inputs are missing {missing}; expected keys {INPUT_NAMES}")
+    shapes = {name: tuple(shapes[name]) for name in INPUT_NAMES}
+    expectations = {"source_image": (3, (4, 5)), "source_pose": (None, (4, 5)), "target_pose": (None, (4,))}
+    for name, (channels, ranks) in expectations.items():
+        shape = shapes[name]
+        if len(shape) not in ranks:
+            raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))}, got shape {shape}")
+        if channels is not None and shape[-1] not in (None, channels):
+            raise ValueError(f"{name} must have {channels} channels, got shape {shape}")
+    if len(shapes["source_image"]) != len(shapes["source_pose"]):
+        raise ValueError(
+            f"source_image {shapes['source_image']} and source_pose {shapes['source_pose']} must both be "
+            "4-D (one source) or both 5-D (M sources)"
+        )
+    height, width = shapes["target_pose"][1], shapes["target_pose"][2]
+    for size, axis in ((height, "height"), (width, "width")):
+        if size is not None and size % 4:
+            raise ValueError(f"image {axis} must be a multiple of 4, got {size}")
+    return shapes

@@ -1,0 +1,166 @@
+"""Batched Gram matrices and symmetric positive-definite solves for the pNR regression.
+
+Two ideas keep the p-norm regression fast on a CPU and exportable to TFLite:
+
+* Per-column weighted Gram matrices ``P^T diag(r_j) P`` for all ``d`` columns are one GEMM per
+  example, ``R^T O``, against the table ``O`` (n x k(k+1)/2) of the upper-triangle entries of each
+  row's outer product ``p_i p_i^T``. Symmetry halves the work and no (b, d, n, k) tensor exists.
+* The solve has one custom gradient, shared by two factorisations: ``"cholesky"`` (LAPACK-style
+  ``tf.linalg.cholesky``) and ``"matmul"`` (an unrolled Cholesky over the static size ``k`` made of
+  slicing, matmul and elementwise ops only, which TFLite converts with builtin ops).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+SOLVERS = ("cholesky", "matmul")
+
+# Smallest pivot the unrolled factorisation accepts; the ridge keeps real pivots far above it.
+_MINIMUM_PIVOT = 1e-30
+
+
+def upper_triangle_indices(size):
+    """Row and column indices of the upper triangle (diagonal included) of a size x size matrix."""
+    rows, columns = np.triu_indices(size)
+    return rows.astype(np.int32), columns.astype(np.int32)
+
+
+def packed_position_map(size):
+    """For each entry (u, v) of a full size x size matrix, its position in the packed upper triangle."""
+    rows, columns = upper_triangle_indices(size)
+    positions = np.empty((size, size), dtype=np.int32)
+    positions[rows, columns] = np.arange(rows.size, dtype=np.int32)
+    positions[columns, rows] = np.arange(rows.size, dtype=np.int32)
+    return positions.reshape(-1)
+
+
+def packed_diagonal_positions(size):
+    """Positions of the diagonal entries inside the packed upper triangle."""
+    rows, columns = upper_triangle_indices(size)
+    return np.flatnonzero(rows == columns).astype(np.int32)
+
+
+def row_outer_products(pose):
+    """Upper-triangle entries of p_i p_i^T for every row, rows last: (b, n, k) -> (b, k(k+1)/2, n).
+
+    Rows-last keeps every gather a copy of contiguous rows, which is several times faster on a
+    CPU than gathering along the last axis.
+    """
+    rows, columns = upper_triangle_indices(pose.shape[-1])
+    pose_by_column = tf.transpose(pose, [0, 2, 1])
+    return tf.gather(pose_by_column, rows, axis=1) * tf.gather(pose_by_column, columns, axis=1)
+
+
+def packed_weighted_grams(outer, weights):
+    """Packed P^T diag(r_j) P for every column j: outer (b, q, n), weights (b, n, d) -> (b, q, d). One GEMM."""
+    return tf.matmul(outer, weights)
+
+
+def add_packed_ridge(packed, size, ridge, absolute_floor):
+    """Adds (ridge * mean diagonal + absolute_floor) to the diagonal of packed (b, q, d) Gram matrices."""
+    diagonal_positions = packed_diagonal_positions(size)
+    mean_diagonal_value = tf.reduce_mean(tf.gather(packed, diagonal_positions, axis=1), axis=1, keepdims=True)
+    indicator = np.zeros((size * (size + 1) // 2, 1), np.float32)
+    indicator[diagonal_positions] = 1.0
+    return packed + (ridge * mean_diagonal_value + absolute_floor) * tf.constant(indicator, packed.dtype)
+
+
+def unpack_columns(packed, size):
+    """Packed (b, q, d) -> one full symmetric matrix per column, (b, d, k, k)."""
+    full = tf.gather(packed, packed_position_map(size), axis=1)  # (b, k*k, d), contiguous rows
+    full = tf.transpose(full, [0, 2, 1])
+    return tf.reshape(full, tf.concat([tf.shape(full)[:2], [size, size]], axis=0))
+
+
+def mean_diagonal(matrix):
+    """Mean of the diagonal of (..., k, k), written without diag_part (not a TFLite builtin)."""
+    size = matrix.shape[-1]
+    return tf.reduce_sum(matrix * tf.eye(size, dtype=matrix.dtype), axis=[-2, -1]) / size
+
+
+def add_relative_ridge(matrix, ridge, absolute_floor):
+    """matrix + (ridge * mean(diag(matrix)) + absolute_floor) I, so rank-deficient systems stay solvable."""
+    size = matrix.shape[-1]
+    strength = ridge * mean_diagonal(matrix) + absolute_floor
+    eye = tf.eye(size, dtype=matrix.dtype)
+    return matrix + tf.expand_dims(tf.expand_dims(strength, -1), -1) * eye
+
+
+def _unrolled_cholesky(matrix):
+    """Lower Cholesky factor by k right-looking rank-1 updates; slicing, matmul and elementwise only."""
+    size = matrix.shape[-1]
+    if size is None:
+        raise ValueError("The matmul solver needs a static matrix size k.")
+    columns = []
+    remaining = matrix
+    for index in range(size):
+        column = remaining[..., :, index : index + 1]
+        pivot = tf.maximum(column[..., index : index + 1, :], _MINIMUM_PIVOT)
+        # Rows above the pivot are zero in exact arithmetic; the mask makes them exactly zero.
+        below = tf.constant((np.arange(size) >= index).astype(np.float32).reshape(size, 1), matrix.dtype)
+        column = column * tf.math.rsqrt(pivot) * below
+        columns.append(column)
+        remaining = remaining - tf.matmul(column, column, transpose_b=True)
+    return tf.concat(columns, axis=-1)
+
+
+def _unrolled_cholesky_solve(factor, rhs):
+    """Solve L L^T x = rhs by forward then backward substitution over the static size k."""
+    size = factor.shape[-1]
+    # Forward: L z = rhs, eliminating one column of L at a time.
+    residual = rhs
+    solution_rows = []
+    for index in range(size):
+        column = factor[..., :, index : index + 1]
+        value = residual[..., index : index + 1, :] / column[..., index : index + 1, :]
+        solution_rows.append(value)
+        residual = residual - column * value
+    forward = tf.concat(solution_rows, axis=-2)
+    # Backward: L^T x = z; column j of L^T is row j of L.
+    residual = forward
+    solution_rows = [None] * size
+    for index in reversed(range(size)):
+        row = factor[..., index : index + 1, :]
+        value = residual[..., index : index + 1, :] / row[..., :, index : index + 1]
+        solution_rows[index] = value
+        residual = residual - tf.linalg.matrix_transpose(row) * value
+    return tf.concat(solution_rows, axis=-2)
+
+
+def cholesky_factor(matrix, solver):
+    if solver == "cholesky":
+        return tf.linalg.cholesky(matrix)
+    if solver == "matmul":
+        return _unrolled_cholesky(matrix)
+    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+
+
+def cholesky_solve(factor, rhs, solver):
+    if solver == "cholesky":
+        return tf.linalg.cholesky_solve(factor, rhs)
+    if solver == "matmul":
+        return _unrolled_cholesky_solve(factor, rhs)
+    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+
+
+def symmetric_solve(matrix, rhs, solver="cholesky"):
+    """x = matrix^{-1} rhs for symmetric positive-definite matrix (..., k, k), rhs (..., k, m).
+
+    The gradient reuses the factor: d rhs = matrix^{-1} g, d matrix = -sym(d rhs x^T). The
+    symmetrised matrix gradient is exact for every caller that builds the matrix symmetrically.
+    """
+
+    @tf.custom_gradient
+    def solve(matrix, rhs):
+        factor = cholesky_factor(matrix, solver)
+        solution = cholesky_solve(factor, rhs, solver)
+
+        def gradient(upstream):
+            rhs_gradient = cholesky_solve(factor, upstream, solver)
+            matrix_gradient = -tf.matmul(rhs_gradient, solution, transpose_b=True)
+            matrix_gradient = 0.5 * (matrix_gradient + tf.linalg.matrix_transpose(matrix_gradient))
+            return matrix_gradient, rhs_gradient
+
+        return solution, gradient
+
+    return solve(matrix, rhs)

@@ -1,0 +1,18 @@
+"""Shared fixtures: quiet TensorFlow, tiny model builders, and the ../shared data location."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data, or a clean skip in a user's checkout where it is absent (research-only data)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data (Market-1501 samples) is not present in this checkout")
+    return SHARED_DATA
