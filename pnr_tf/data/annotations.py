@@ -1,0 +1,132 @@
+"""The field's file formats (PATN / Def-GAN): keypoint annotations, pair files and multi-shot tuple files.
+
+- annotations: header ``name:keypoints_y:keypoints_x``, rows ``name: [18 ints]: [18 ints]``, -1 = missing.
+- pairs: header ``from,to``, rows ``from_name,to_name``.
+- tuples: header ``from_0,...,from_{M-1},to``, rows of M + 1 names.
+
+Keypoints are returned as int arrays of shape (18, 2) holding (y, x). Every parse error names the
+file and the 1-based line.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+NUM_JOINTS = 18
+MISSING = -1
+JOINT_NAMES = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
+    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "right_eye", "left_eye", "right_ear", "left_ear",
+)  # fmt: skip
+SHOULDERS_AND_HIPS = (2, 5, 8, 11)
+ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
+
+
+class DataFormatError(ValueError):
+    """A malformed row in one of the field's files; the message names the file and line."""
+
+
+def identity_of(name):
+    """Market's identity: the 4-digit prefix of the file name ('-1' and '0000' are distractors)."""
+    return name.split("_", 1)[0]
+
+
+def is_distractor(name):
+    return identity_of(name) in ("-1", "0000")
+
+
+def read_annotations(path):
+    """name -> (18, 2) int keypoints (y, x) from an annotation file."""
+    path = Path(path)
+    keypoints = {}
+    with path.open() as lines:
+        for line_number, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line or (line_number == 1 and line.replace(" ", "") == ANNOTATION_HEADER):
+                continue
+            parts = line.split(":")
+            if len(parts) != 3:
+                raise DataFormatError(f"{path}:{line_number}: expected 'name:[y...]:[x...]', got {line[:80]!r}")
+            name = parts[0].strip()
+            try:
+                rows = json.loads(parts[1])
+                columns = json.loads(parts[2])
+            except json.JSONDecodeError as error:
+                raise DataFormatError(f"{path}:{line_number}: keypoint lists are not JSON ({error})") from None
+            if not (_is_int_list(rows) and _is_int_list(columns)):
+                raise DataFormatError(f"{path}:{line_number}: expected two lists of {NUM_JOINTS} integers for {name!r}")
+            if name in keypoints:
+                raise DataFormatError(f"{path}:{line_number}: duplicate name {name!r}")
+            keypoints[name] = np.stack([rows, columns], axis=1).astype(np.int32)
+    return keypoints
+
+
+def _is_int_list(values):
+    return isinstance(values, list) and len(values) == NUM_JOINTS and all(isinstance(value, int) for value in values)
+
+
+def write_annotations(path, keypoints):
+    """Writes name -> (18, 2) keypoints in the annotation format."""
+    with Path(path).open("w") as file:
+        file.write(ANNOTATION_HEADER + "\n")
+        for name, points in keypoints.items():
+            points = np.asarray(points, dtype=int)
+            file.write(f"{name}: {json.dumps(points[:, 0].tolist())}: {json.dumps(points[:, 1].tolist())}\n")
+
+
+def read_name_rows(path, num_columns=None):
+    """Rows of image names from a pair or tuple CSV (header skipped), each a tuple of names.
+
+    num_columns: the expected row width (2 for pairs); None takes the header's width.
+    """
+    path = Path(path)
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows:
+        raise DataFormatError(f"{path}: empty file, expected a header such as 'from,to'")
+    header = [cell.strip() for cell in rows[0]]
+    if header[-1] != "to" or not all(cell.startswith("from") for cell in header[:-1]):
+        raise DataFormatError(f"{path}:1: expected a header 'from,to' or 'from_0,...,to', got {','.join(header)!r}")
+    width = num_columns or len(header)
+    if width < 2 or len(header) != width:
+        raise DataFormatError(f"{path}:1: expected {width} columns, the header has {len(header)}")
+    result = []
+    for line_number, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        names = tuple(cell.strip() for cell in row)
+        if len(names) != width or not all(names):
+            raise DataFormatError(f"{path}:{line_number}: expected {width} non-empty names, got {','.join(row)!r}")
+        result.append(names)
+    return result
+
+
+def read_pairs(path):
+    """[(from_name, to_name), ...] from a pair file."""
+    return read_name_rows(path, num_columns=2)
+
+
+def read_tuples(path):
+    """[((source_0, ..., source_{M-1}), target), ...] from a multi-shot tuple file."""
+    return [(row[:-1], row[-1]) for row in read_name_rows(path)]
+
+
+def write_name_rows(path, rows, header):
+    with Path(path).open("w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def write_pairs(path, pairs):
+    write_name_rows(path, pairs, ["from", "to"])
+
+
+def write_tuples(path, tuples):
+    """tuples: [((source names...), target name), ...]."""
+    num_sources = len(tuples[0][0]) if tuples else 1
+    header = [f"from_{index}" for index in range(num_sources)] + ["to"]
+    write_name_rows(path, [(*sources, target) for sources, target in tuples], header)

@@ -1,0 +1,99 @@
+"""Keypoints -> 18-channel Gaussian heatmaps (TensorFlow ops) and pose masks for mask-SSIM (NumPy, OpenCV)."""
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from pnr_tf.data.annotations import MISSING
+
+HEATMAP_SIGMA = 6.0
+
+# Def-GAN's produce_ma_mask limbs (0-based joint indices), which PATN's mask-SSIM uses.
+MASK_LIMBS = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+    (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (1, 16), (1, 17), (8, 11), (11, 5), (8, 2), (16, 17),
+)  # fmt: skip
+MASK_POINT_RADIUS = 4
+
+
+def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
+    """(..., 18, 2) keypoints (y, x) in pixels -> (..., height, width, 18) heatmaps.
+
+    Channel j is exp(-((r - y_j)^2 + (c - x_j)^2) / (2 sigma^2)). A missing joint (either coordinate
+    negative, -1 in the files) or a joint outside the image gives an all-zero channel. Vectorised
+    over joints and pixels (separable Gaussian), so it runs inside tf.data and exported graphs.
+    """
+    keypoints = tf.cast(keypoints, tf.float32)
+    rows = keypoints[..., 0]
+    columns = keypoints[..., 1]
+    visible = (rows >= 0) & (columns >= 0) & (rows < height) & (columns < width)
+    rows_grid = tf.reshape(tf.range(height, dtype=tf.float32), [height, 1])
+    columns_grid = tf.reshape(tf.range(width, dtype=tf.float32), [width, 1])
+    scale = -0.5 / (sigma * sigma)
+    # (..., height, 18) and (..., width, 18), multiplied into (..., height, width, 18).
+    row_profile = tf.exp(scale * tf.square(rows_grid - tf.expand_dims(rows, -2)))
+    column_profile = tf.exp(scale * tf.square(columns_grid - tf.expand_dims(columns, -2)))
+    column_profile = column_profile * tf.expand_dims(tf.cast(visible, tf.float32), -2)
+    return tf.expand_dims(row_profile, -2) * tf.expand_dims(column_profile, -3)
+
+
+def _polygon_mask(vertex_rows, vertex_columns, shape):
+    """Pixels (r, c) inside a polygon by the crossing-number rule at integer pixel centres.
+
+    The rule of skimage.draw.polygon, which PATN's mask uses: a pixel counts when a ray in +c
+    crosses an odd number of edges, each edge half-open in r.
+    """
+    height, width = shape
+    mask = np.zeros(shape, dtype=bool)
+    row_start = int(max(0, np.floor(vertex_rows.min())))
+    row_stop = int(min(height - 1, np.ceil(vertex_rows.max())))
+    column_start = int(max(0, np.floor(vertex_columns.min())))
+    column_stop = int(min(width - 1, np.ceil(vertex_columns.max())))
+    if row_start > row_stop or column_start > column_stop:
+        return mask
+    rows, columns = np.meshgrid(
+        np.arange(row_start, row_stop + 1, dtype=np.float64),
+        np.arange(column_start, column_stop + 1, dtype=np.float64),
+        indexing="ij",
+    )
+    inside = np.zeros(rows.shape, dtype=bool)
+    previous = len(vertex_rows) - 1
+    for current in range(len(vertex_rows)):
+        r0, c0 = vertex_rows[current], vertex_columns[current]
+        r1, c1 = vertex_rows[previous], vertex_columns[previous]
+        spans = ((r0 <= rows) & (rows < r1)) | ((r1 <= rows) & (rows < r0))
+        if r1 != r0:
+            crossing = (c1 - c0) * (rows - r0) / (r1 - r0) + c0
+            inside ^= spans & (columns < crossing)
+        previous = current
+    mask[row_start : row_stop + 1, column_start : column_stop + 1] = inside
+    return mask
+
+
+def pose_mask(keypoints, height, width, point_radius=MASK_POINT_RADIUS):
+    """The mask-SSIM / mask-IS body mask of one pose (PATN's protocol), a (height, width) bool array.
+
+    Filled limb rectangles of half-width point_radius over MASK_LIMBS, a disk of radius point_radius
+    at each visible joint, then a 5x5 dilation followed by a 5x5 erosion. A limb whose two ends
+    coincide is skipped (its direction is undefined; the joint disks cover it).
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    visible = np.all(keypoints != MISSING, axis=1)
+    mask = np.zeros((height, width), dtype=bool)
+    for start, end in MASK_LIMBS:
+        if not (visible[start] and visible[end]):
+            continue
+        direction = keypoints[start] - keypoints[end]
+        length = np.linalg.norm(direction)
+        if length == 0:
+            continue
+        normal = point_radius * np.array([-direction[1], direction[0]]) / length
+        corners = np.array([keypoints[start] + normal, keypoints[start] - normal, keypoints[end] - normal, keypoints[end] + normal])
+        mask |= _polygon_mask(corners[:, 0], corners[:, 1], (height, width))
+    rows, columns = np.mgrid[0:height, 0:width]
+    for row, column in keypoints[visible]:
+        mask |= (rows - row) ** 2 + (columns - column) ** 2 < point_radius**2
+    # Border pixels see the window clipped to the image, as skimage's reflect mode gives for a square.
+    square = np.ones((5, 5), np.uint8)
+    mask = cv2.dilate(mask.astype(np.uint8), square)
+    return cv2.erode(mask, square).astype(bool)

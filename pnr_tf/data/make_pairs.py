@@ -1,0 +1,93 @@
+"""`python -m pnr_tf.data.make_pairs`: pair and multi-shot tuple files from an annotation file.
+
+The field's rules (PATN, Lathuilière et al.): same identity (4-digit prefix), distractors -1 / 0000
+dropped, only images with both shoulders and both hips detected; a seeded sample of N rows.
+Deterministic for a seed.
+
+    python -m pnr_tf.data.make_pairs --annotations market-annotation-test.csv --out pairs.csv --num-pairs 12000
+    python -m pnr_tf.data.make_pairs --annotations market-annotation-test.csv --out tuples.csv \\
+        --num-sources 5 --num-tuples 12000
+"""
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+
+from pnr_tf.data.annotations import MISSING
+from pnr_tf.data.annotations import SHOULDERS_AND_HIPS
+from pnr_tf.data.annotations import identity_of
+from pnr_tf.data.annotations import is_distractor
+from pnr_tf.data.annotations import read_annotations
+from pnr_tf.data.annotations import write_pairs
+from pnr_tf.data.annotations import write_tuples
+
+
+def has_torso(keypoints):
+    """Both shoulders and both hips detected (PATN's filter)."""
+    return bool(np.all(np.asarray(keypoints)[list(SHOULDERS_AND_HIPS)] != MISSING))
+
+
+def images_by_identity(annotations):
+    """identity -> sorted names of its usable images (not distractors, torso detected)."""
+    groups = defaultdict(list)
+    for name, keypoints in annotations.items():
+        if not is_distractor(name) and has_torso(keypoints):
+            groups[identity_of(name)].append(name)
+    return {identity: sorted(names) for identity, names in sorted(groups.items())}
+
+
+def make_pairs(annotations, num_pairs=None, seed=0):
+    """Ordered same-identity pairs (a, b), a != b; all of them, or a seeded sample of num_pairs."""
+    pairs = [
+        (source, target)
+        for names in images_by_identity(annotations).values()
+        for source in names
+        for target in names
+        if source != target
+    ]
+    if num_pairs is None or num_pairs >= len(pairs):
+        return pairs
+    chosen = np.random.default_rng(seed).choice(len(pairs), size=num_pairs, replace=False)
+    return [pairs[index] for index in sorted(chosen)]
+
+
+def make_tuples(annotations, num_sources, num_tuples, seed=0):
+    """Seeded tuples of num_sources distinct sources and one target, all one identity.
+
+    Identities need at least num_sources + 1 usable images. Each tuple draws an identity
+    uniformly among those, then num_sources + 1 distinct images of it.
+    """
+    groups = [names for names in images_by_identity(annotations).values() if len(names) >= num_sources + 1]
+    if not groups:
+        raise ValueError(f"no identity has {num_sources + 1} or more usable images")
+    rng = np.random.default_rng(seed)
+    tuples = []
+    for _ in range(num_tuples):
+        names = groups[rng.integers(len(groups))]
+        chosen = rng.choice(len(names), size=num_sources + 1, replace=False)
+        tuples.append((tuple(names[index] for index in chosen[:-1]), names[chosen[-1]]))
+    return tuples
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--annotations", required=True, help="annotation file (name:keypoints_y:keypoints_x)")
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--num-pairs", type=int, default=None, help="sample size (default: every pair)")
+    parser.add_argument("--num-sources", type=int, default=None, help="write M-source tuples instead of pairs")
+    parser.add_argument("--num-tuples", type=int, default=12000)
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args(argv)
+    annotations = read_annotations(arguments.annotations)
+    if arguments.num_sources is None:
+        rows = make_pairs(annotations, arguments.num_pairs, arguments.seed)
+        write_pairs(arguments.out, rows)
+    else:
+        rows = make_tuples(annotations, arguments.num_sources, arguments.num_tuples, arguments.seed)
+        write_tuples(arguments.out, rows)
+    print(f"wrote {len(rows)} rows to {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()
