@@ -95,7 +95,6 @@ class PNRGenerator(keras.Model):
         if source_pose.shape.rank == 4:
             source_pose = tf.expand_dims(source_pose, 1)
         batch_size = tf.shape(source_image)[0]
-        num_sources = tf.shape(source_image)[1]
 
         # Encode all M sources as one batch, then stack their rows: (batch, M * n, .).
         source_appearance = self.appearance_encoder(_merge_sources(source_image), training=training)
@@ -108,7 +107,6 @@ class PNRGenerator(keras.Model):
         if training and self.row_keep_probability < 1.0:
             uniform = keras.random.uniform(tf.shape(source_pose_rows)[:2], seed=self.seed_generator)
             row_weights = tf.cast(uniform < self.row_keep_probability, tf.float32)
-        del num_sources
 
         target_appearance = self.regression(source_appearance, source_pose_rows, target_pose_rows, row_weights)
         height = (tf.shape(target_pose)[1] + 3) // 4
