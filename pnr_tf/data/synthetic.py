@@ -95,19 +95,12 @@ def random_pose(rng, look):
     return points, view
 
 
-def textured(mask, color, second, texture, rng_phase):
-    """A BGR layer of `color` with stripes or checks of `second`, cut to `mask`."""
-    rows, columns = np.mgrid[0:HEIGHT, 0:WIDTH]
-    layer = np.empty((HEIGHT, WIDTH, 3), np.float32)
-    layer[:] = color
-    if texture == "stripes":
-        pattern = ((rows + rng_phase) // 4) % 2 == 0
-    elif texture == "checks":
-        pattern = (((rows + rng_phase) // 5) + (columns // 5)) % 2 == 0
-    else:
-        pattern = np.zeros((HEIGHT, WIDTH), bool)
-    layer[pattern] = second
-    return layer, mask
+_ROWS, _COLUMNS = np.mgrid[0:HEIGHT, 0:WIDTH]
+TEXTURE_PATTERNS = {
+    "plain": np.zeros((HEIGHT, WIDTH), bool),
+    "stripes": (_ROWS // 4) % 2 == 0,
+    "checks": ((_ROWS // 5) + (_COLUMNS // 5)) % 2 == 0,
+}
 
 
 def background(rng):
@@ -128,8 +121,9 @@ def draw_person(look, points, view, rng):
     image = background(rng)
 
     def stamp(mask, color, second=None, texture="plain"):
-        layer, _ = textured(mask, color, look["upper_second"] if second is None else second, texture, 0)
-        image[mask] = layer[mask]
+        """Paints `mask` in `color`, with the texture's pattern in `second`."""
+        image[mask] = color
+        image[mask & TEXTURE_PATTERNS[texture]] = look["upper_second"] if second is None else second
 
     def limb_mask(start, end, thickness):
         mask = np.zeros((HEIGHT, WIDTH), np.uint8)

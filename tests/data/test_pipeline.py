@@ -2,6 +2,7 @@
 
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -44,8 +45,6 @@ def test_supervised_pairs_on_the_real_subset(shared_data):
     batch = next(iter(make_dataset(samples, 4, shuffle=False)))
     check_batch(batch, 4, 1)
     # The first pair, decoded and rendered independently.
-    import cv2
-
     first = cv2.imread(samples.source_paths[0][0])[..., ::-1].astype(np.float32) / 127.5 - 1
     np.testing.assert_allclose(batch["source_image"][0, 0].numpy(), first, atol=1e-6)
     np.testing.assert_allclose(
@@ -92,8 +91,6 @@ def broken(tmp_path, synthetic):
     names = sorted(read_annotations(data / "annotations.csv"))
     (data / "images" / names[0]).unlink()
     (data / "images" / names[1]).write_bytes(b"not a jpeg")
-    import cv2
-
     cv2.imwrite(str(data / "images" / names[2]), np.zeros((100, 64, 3), np.uint8))
     return data, names
 
