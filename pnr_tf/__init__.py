@@ -3,13 +3,18 @@
 Importing the package registers every layer and model for ``keras.models.load_model``.
 """
 
-from pnr_tf.layers.blocks import ConvolutionBlock
-from pnr_tf.layers.blocks import ResidualBlock
-from pnr_tf.layers.decoder import ImageDecoder
-from pnr_tf.layers.encoders import AppearanceEncoder
-from pnr_tf.layers.encoders import PoseEncoder
-from pnr_tf.layers.regression import PNormRegression
-from pnr_tf.models.discriminator import PatchDiscriminator
-from pnr_tf.models.generator import PNRGenerator
+import os
+
+# Before TensorFlow loads: hide its start-up info lines unless the user asked for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pnr_tf.layers.blocks import ConvolutionBlock  # noqa: E402
+from pnr_tf.layers.blocks import ResidualBlock  # noqa: E402
+from pnr_tf.layers.decoder import ImageDecoder  # noqa: E402
+from pnr_tf.layers.encoders import AppearanceEncoder  # noqa: E402
+from pnr_tf.layers.encoders import PoseEncoder  # noqa: E402
+from pnr_tf.layers.regression import PNormRegression  # noqa: E402
+from pnr_tf.models.discriminator import PatchDiscriminator  # noqa: E402
+from pnr_tf.models.generator import PNRGenerator  # noqa: E402
 
 __version__ = "0.1.0"

@@ -16,3 +16,13 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data (Market-1501 samples) is not present in this checkout")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small built-in synthetic dataset (6 identities x 4 images), written once per test session."""
+    from pnr_tf.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_people")
+    write_synthetic_dataset(root, num_identities=6, images_per_identity=4, seed=0)
+    return root

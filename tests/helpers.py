@@ -54,3 +54,21 @@ def assert_keras_file_roundtrip(model_or_layer, call, atol=0.0):
         loaded = loaded.layers[0]
     np.testing.assert_allclose(np.asarray(call(loaded)), expected, atol=atol, rtol=0)
     return loaded
+
+
+def tiny_training_config(data_root, **sections):
+    """A Config for unit tests: the tiny model, batch 4, VGG off; sections override, e.g. train={"num_steps": 2}."""
+    from pnr_tf.config import config_from_dict
+
+    values = {
+        "data": {"root": str(data_root)},
+        "model": {
+            "base_filters": 4, "num_encoder_blocks": 1, "num_decoder_blocks": 1, "pose_dim": 4,
+            "num_iterations": 2, "discriminator_filters": 4, "discriminator_blocks": 1,
+        },
+        "loss": {"perceptual_weight": 0.0},
+        "train": {"batch_size": 4, "num_steps": 2, "log_every": 1, "sample_every": 1, "checkpoint_every": 1},
+    }  # fmt: skip
+    for section, overrides in sections.items():
+        values.setdefault(section, {}).update(overrides)
+    return config_from_dict(values)

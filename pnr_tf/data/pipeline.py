@@ -149,11 +149,15 @@ def decode_image(path, image_size):
     return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
-def make_dataset(samples, batch_size, image_size=(128, 64), shuffle=True, repeat=True, seed=0, sigma=6.0, drop_remainder=True):
+def make_dataset(
+    samples, batch_size, image_size=(128, 64), shuffle=True, repeat=True, seed=0, sigma=6.0, drop_remainder=True, skip_examples=0
+):
     """Batches of {source_image (b, M, H, W, 3), source_pose (b, M, H, W, 18), target_image, target_pose}.
 
     Decoding runs in parallel per example; heatmaps are built per batch (vectorised). Shuffling is
-    seeded; with repeat the dataset is infinite. Works under strategy.experimental_distribute_dataset.
+    seeded; with repeat the dataset is infinite. skip_examples drops that many examples of the
+    shuffled stream before decoding (a resumed run continues the data order of an uninterrupted one).
+    Works under strategy.experimental_distribute_dataset.
     """
     if len(samples) == 0:
         raise ValueError("no usable samples")
@@ -170,6 +174,8 @@ def make_dataset(samples, batch_size, image_size=(128, 64), shuffle=True, repeat
         dataset = dataset.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    if skip_examples:
+        dataset = dataset.skip(skip_examples)
 
     def load(example):
         return {

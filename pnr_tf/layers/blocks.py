@@ -15,7 +15,9 @@ def build_sublayer(layer, input_shape):
 def make_normalization(norm, name=None):
     """Batch norm (PATN's Market choice) or instance norm (GroupNormalization with one group per channel)."""
     if norm == "batch":
-        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+        # Synchronized: under a strategy the statistics cover the global batch, so N replicas train
+        # like one device on the same global batch.
+        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
     if norm == "instance":
         return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
     raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")

@@ -1,0 +1,225 @@
+"""Typed configuration: frozen dataclasses loaded from YAML with `key=value` overrides, validated.
+
+Every default is SPEC.md's; a YAML file states what differs. Errors name the offending key.
+"""
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    root: str = "data/synthetic"  # a folder with images/, annotations.csv and the pair file
+    pairs_file: str = "pairs.csv"  # relative to root unless absolute
+    annotation_file: str = "annotations.csv"
+    image_dir: str = "images"
+    image_height: int = 128
+    image_width: int = 64
+    heatmap_sigma: float = 6.0
+    on_bad_sample: str = "error"  # "error" or "skip"
+    # When root has no annotation file and synthetic is true, the built-in dataset is written there.
+    synthetic: bool = False
+    synthetic_identities: int = 40
+    synthetic_images_per_identity: int = 8
+
+    def path(self, name):
+        path = Path(name)
+        return path if path.is_absolute() else Path(self.root) / path
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    base_filters: int = 64
+    num_encoder_blocks: int = 6
+    num_decoder_blocks: int = 6
+    pose_dim: int = 32
+    norm: str = "batch"
+    p: int = 1
+    num_iterations: int = 5
+    delta: float = 1e-2
+    ridge: float = 1e-3
+    solver: str = "cholesky"
+    discriminator_filters: int = 64
+    discriminator_blocks: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    l1_weight: float = 10.0
+    perceptual_weight: float = 10.0
+    gan_appearance_weight: float = 5.0
+    gan_pose_weight: float = 5.0
+    vgg19_weights: typing.Optional[str] = None  # None: the standard Keras cache file
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "supervised"  # "supervised" (pairs) or "unsupervised" (source = target, rows dropped)
+    row_keep_probability: float = 1.0
+    batch_size: int = 8  # global, over all replicas
+    num_steps: int = 1000
+    learning_rate: float = 2e-3
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    seed: int = 0
+    mixed_precision: bool = False
+    log_every: int = 10
+    sample_every: int = 100
+    checkpoint_every: int = 100
+    max_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+
+
+_CHOICES = {
+    "data.on_bad_sample": ("error", "skip"),
+    "model.norm": ("batch", "instance"),
+    "model.p": (1, 2),
+    "model.solver": ("cholesky", "matmul"),
+    "train.mode": ("supervised", "unsupervised"),
+}
+_POSITIVE = {
+    "data.image_height", "data.image_width", "data.heatmap_sigma", "model.base_filters", "model.pose_dim",
+    "model.num_iterations", "model.delta", "model.discriminator_filters", "train.batch_size", "train.num_steps",
+    "train.learning_rate", "train.log_every", "train.sample_every", "train.checkpoint_every", "train.max_checkpoints",
+}  # fmt: skip
+
+
+def _coerce(key, value, annotation):
+    """value as the field's type, or ConfigError naming the key."""
+    optional = typing.get_origin(annotation) is typing.Union and type(None) in typing.get_args(annotation)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must not be null")
+    kind = typing.get_args(annotation)[0] if optional else annotation
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _build_section(section_class, section_name, values):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section_name} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(section_class)
+    known = {field.name for field in dataclasses.fields(section_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {section_name}.{unknown[0]}; known keys: {', '.join(sorted(known))}")
+    coerced = {name: _coerce(f"{section_name}.{name}", value, hints[name]) for name, value in values.items()}
+    return section_class(**coerced)
+
+
+def config_from_dict(values):
+    """Config from a nested dict (e.g. parsed YAML), validated."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"a config is a mapping of sections, got {type(values).__name__}")
+    sections = {field.name: field.type for field in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]}; known sections: {', '.join(sections)}")
+    hints = typing.get_type_hints(Config)
+    config = Config(**{name: _build_section(hints[name], name, values.get(name, {})) for name in sections})
+    validate(config)
+    return config
+
+
+def validate(config):
+    for key, choices in _CHOICES.items():
+        value = _lookup(config, key)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
+    for key in _POSITIVE:
+        if not _lookup(config, key) > 0:
+            raise ConfigError(f"{key} must be positive, got {_lookup(config, key)!r}")
+    if not 0 < config.train.row_keep_probability <= 1:
+        raise ConfigError(f"train.row_keep_probability must be in (0, 1], got {config.train.row_keep_probability}")
+    for key in ("data.image_height", "data.image_width"):
+        if _lookup(config, key) % 4:
+            raise ConfigError(f"{key} must be a multiple of 4, got {_lookup(config, key)}")
+
+
+def _lookup(config, key):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def parse_override(text):
+    """'section.key=value' -> (['section', 'key'], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"an override is section.key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"an override key is section.key, got {key!r}")
+    return parts, yaml.safe_load(raw)
+
+
+def load_config(path=None, overrides=()):
+    """Config from a YAML file (or defaults when path is None) with 'section.key=value' overrides."""
+    values = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config is a mapping of sections")
+    for override in overrides:
+        (section, name), value = parse_override(override)
+        values.setdefault(section, {})
+        if not isinstance(values[section], dict):
+            raise ConfigError(f"{section} must be a mapping")
+        values[section][name] = value
+    return config_from_dict(values)
+
+
+def check_data_paths(config, mode=None):
+    """Raises ConfigError naming the key when a data path the run needs is missing."""
+    mode = mode or config.train.mode
+    if config.data.synthetic and not config.data.path(config.data.annotation_file).is_file():
+        return  # the built-in dataset will be written there
+    needed = [("data.annotation_file", config.data.annotation_file), ("data.image_dir", config.data.image_dir)]
+    if mode == "supervised":
+        needed.append(("data.pairs_file", config.data.pairs_file))
+    for key, name in needed:
+        path = config.data.path(name)
+        if not path.exists():
+            raise ConfigError(f"{key}: {path} does not exist (data.root is {config.data.root!r})")
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config):
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

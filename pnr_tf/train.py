@@ -1,0 +1,48 @@
+"""`python -m pnr_tf.train`: train a pNR generator (resumes from the output directory's last checkpoint).
+
+    python -m pnr_tf.train --config configs/quickstart.yaml
+    python -m pnr_tf.train --config configs/market_supervised.yaml --set data.root=/data/market --output-dir runs/lad
+    python -m pnr_tf.train --config configs/market_supervised.yaml --set model.p=2 --dry-run
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pnr_tf.config import ConfigError  # noqa: E402
+from pnr_tf.config import load_config  # noqa: E402
+from pnr_tf.config import to_yaml  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config (defaults: SPEC.md's values)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    parser.add_argument("--output-dir", default=None, help="checkpoints, logs, samples, generator.keras (default runs/<config name>)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    arguments = parser.parse_args(argv)
+    try:
+        config = load_config(arguments.config, arguments.set)
+    except ConfigError as error:
+        parser.exit(2, f"config error: {error}\n")
+    if arguments.dry_run:
+        print(to_yaml(config), end="")
+        return 0
+    output_dir = arguments.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(arguments.config or "default"))[0])
+
+    from pnr_tf.training.trainer import Trainer  # imported late: --dry-run and config errors stay fast
+
+    try:
+        model_path = Trainer(config, output_dir).fit()
+    except (ConfigError, FileNotFoundError) as error:
+        parser.exit(2, f"error: {error}\n")
+    if model_path is None:
+        return 1
+    print(f"saved {model_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: the per-replica GAN step (gan_step.py) and the driver (trainer.py)."""

@@ -1,0 +1,50 @@
+"""VGG19 (ImageNet) features up to relu1_2 for the perceptual loss, loaded without network access."""
+
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+FEATURE_LAYER = "block1_conv2"  # relu1_2: Keras fuses the ReLU into the convolution
+# Caffe-style preprocessing Keras' VGG19 weights expect: BGR, mean-subtracted, 0-255.
+_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def default_weights_path():
+    """Where keras.applications caches the file: $KERAS_HOME/models, by default ~/.keras/models."""
+    keras_home = os.environ.get("KERAS_HOME", str(Path.home() / ".keras"))
+    return Path(keras_home) / "models" / VGG19_WEIGHTS_FILE
+
+
+def build_vgg19_features(weights_path=None, random_weights=False):
+    """A model mapping images in [-1, 1] (b, H, W, 3, RGB) to VGG19 relu1_2 features.
+
+    weights_path: the Keras `..._notop.h5` file; None looks in the standard Keras cache. Nothing is
+    downloaded: a missing file is an error that says where to put it. random_weights=True builds the
+    same network randomly initialised (tests).
+    """
+    if random_weights:
+        weights = None
+    else:
+        weights = Path(weights_path) if weights_path else default_weights_path()
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"VGG19 ImageNet weights not found at {weights}. The perceptual loss needs them and this "
+                f"program never downloads: copy {VGG19_WEIGHTS_FILE} (Keras' VGG19 notop weights) to "
+                f"{default_weights_path()} or set loss.vgg19_weights to its path, or set "
+                "loss.perceptual_weight: 0 to train without the perceptual loss."
+            )
+    vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    if weights is not None:
+        vgg.load_weights(str(weights))
+    features = keras.Model(vgg.input, vgg.get_layer(FEATURE_LAYER).output, name="vgg19_relu1_2")
+    features.trainable = False
+    return features
+
+
+def vgg_preprocess(images):
+    """[-1, 1] RGB -> the 0-255, BGR, mean-subtracted input of Keras' VGG19 weights."""
+    images = (tf.cast(images, tf.float32) + 1.0) * 127.5
+    return images[..., ::-1] - tf.constant(_BGR_MEAN, tf.float32)

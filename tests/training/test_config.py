@@ -1,0 +1,84 @@
+"""Typed configs: YAML, overrides, validation errors that name the key, the train CLI's dry run."""
+
+from pathlib import Path
+
+import pytest
+
+from pnr_tf.config import ConfigError
+from pnr_tf.config import check_data_paths
+from pnr_tf.config import load_config
+from pnr_tf.train import main as train_main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["quickstart", "market_supervised", "market_unsupervised"])
+def test_shipped_configs_load(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.model.p == 1
+
+
+def test_unsupervised_config_is_the_papers_setting():
+    config = load_config(CONFIGS / "market_unsupervised.yaml")
+    assert config.train.mode == "unsupervised"
+    assert config.train.row_keep_probability == 0.5
+    assert config.loss.gan_appearance_weight == 0.0
+
+
+def test_defaults_are_specs_values():
+    config = load_config()
+    assert (config.loss.l1_weight, config.loss.perceptual_weight, config.loss.gan_appearance_weight) == (10, 10, 5)
+    assert (config.train.learning_rate, config.train.beta_1, config.train.beta_2) == (2e-3, 0.5, 0.999)
+    assert (config.model.p, config.model.num_iterations, config.model.delta, config.model.pose_dim) == (1, 5, 1e-2, 32)
+
+
+def test_overrides_are_parsed_as_yaml_values():
+    config = load_config(CONFIGS / "market_supervised.yaml", ["model.p=2", "train.learning_rate=1e-4", "loss.vgg19_weights=/w.h5"])
+    assert config.model.p == 2 and config.train.learning_rate == 1e-4 and config.loss.vgg19_weights == "/w.h5"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.bogus=1", "unknown key train.bogus"),
+        ("nonsense.key=1", "unknown section nonsense"),
+        ("train.batch_size=abc", "train.batch_size must be int"),
+        ("train.batch_size=2.5", "train.batch_size must be int"),
+        ("train.mixed_precision=1", "train.mixed_precision must be bool"),
+        ("model.p=3", "model.p must be one of"),
+        ("train.mode=semi", "train.mode must be one of"),
+        ("train.batch_size=0", "train.batch_size must be positive"),
+        ("data.image_height=130", "data.image_height must be a multiple of 4"),
+        ("train.row_keep_probability=0", "train.row_keep_probability"),
+        ("model.norm=null", "model.norm must not be null"),
+        ("train.batch_size", "section.key=value"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_missing_data_paths_name_the_key(tmp_path):
+    config = load_config(None, [f"data.root={tmp_path}"])
+    with pytest.raises(ConfigError, match="data.annotation_file"):
+        check_data_paths(config)
+    (tmp_path / "annotations.csv").write_text("name:keypoints_y:keypoints_x\n")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(ConfigError, match="data.pairs_file"):
+        check_data_paths(config)
+    check_data_paths(load_config(None, [f"data.root={tmp_path}", "train.mode=unsupervised"]))
+
+
+def test_cli_dry_run_prints_the_resolved_config(capsys):
+    assert train_main(["--config", str(CONFIGS / "quickstart.yaml"), "--set", "model.p=2", "--dry-run"]) == 0
+    printed = load_config(None, [])  # the defaults, for comparison
+    output = capsys.readouterr().out
+    assert "p: 2" in output and "base_filters: 8" in output and printed.model.base_filters == 64
+
+
+def test_cli_rejects_bad_config_with_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--set", "train.bogus=1", "--dry-run"])
+    assert exit_info.value.code == 2
+    assert "unknown key train.bogus" in capsys.readouterr().err
