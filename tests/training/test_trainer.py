@@ -95,9 +95,10 @@ def test_fit_writes_checkpoints_samples_logs_and_a_loadable_generator(synthetic_
     assert (tmp_path / "checkpoints" / "checkpoint").is_file()
 
 
-@pytest.mark.parametrize("mode", ["supervised", "unsupervised"])
-def test_two_plus_two_steps_equal_four_steps(synthetic_root, tmp_path, mode):
-    train = {"mode": mode, "row_keep_probability": 0.5 if mode == "unsupervised" else 1.0, "checkpoint_every": 100, "sample_every": 100}
+def test_two_plus_two_steps_equal_four_steps(synthetic_root, tmp_path):
+    # Supervised with row dropout on: both discriminators and optimizers, batch-norm statistics and
+    # the dropout RNG state must all come back from the checkpoint.
+    train = {"row_keep_probability": 0.5, "checkpoint_every": 100, "sample_every": 100}
     straight = Trainer(tiny_training_config(synthetic_root, train={**train, "num_steps": 4}), tmp_path / "straight")
     straight.fit()
     Trainer(tiny_training_config(synthetic_root, train={**train, "num_steps": 2}), tmp_path / "resumed").fit()
