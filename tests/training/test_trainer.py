@@ -142,3 +142,30 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
     assert finish.returncode == 0, finish.stderr[-2000:]
     assert "resumed from" in finish.stderr and f"at step {stopped_at}" in finish.stderr
     assert (output / "generator.keras").is_file()
+
+
+def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(synthetic_root, tmp_path):
+    # The log line of a step is printed just before that step's checkpoint is written, so killing
+    # (no handler can run) as soon as it appears lands in or next to the write.
+    output = tmp_path / "run"
+    overrides = {
+        "data.root": synthetic_root, "model.base_filters": 4, "model.num_encoder_blocks": 1, "model.num_decoder_blocks": 1,
+        "model.pose_dim": 4, "model.num_iterations": 2, "model.discriminator_filters": 4, "model.discriminator_blocks": 1,
+        "loss.perceptual_weight": 0, "train.batch_size": 4, "train.num_steps": 100000, "train.log_every": 1,
+        "train.checkpoint_every": 1, "train.sample_every": 1000,
+    }  # fmt: skip
+    command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(output)]
+    for key, value in overrides.items():
+        command += ["--set", f"{key}={value}"]
+    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=str(REPOSITORY)), stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("step 3/"):
+            process.kill()
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    latest = tf.train.latest_checkpoint(str(output / "checkpoints"))
+    assert latest is not None and int(latest.rsplit("-", 1)[1]) in (2, 3)
+    config = tiny_training_config(synthetic_root, train={"num_steps": 100000})
+    trainer = Trainer(config, output)  # restores with assert_existing_objects_matched
+    assert trainer.step == int(latest.rsplit("-", 1)[1])
