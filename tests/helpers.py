@@ -39,15 +39,20 @@ def assert_config_roundtrip(layer):
     return rebuilt
 
 
-def assert_keras_file_roundtrip(model_or_layer, call, atol=0.0):
-    """Saves to .keras, loads, and checks call(loaded) equals call(original)."""
+def assert_keras_file_roundtrip(model_or_layer, call, atol=0.0, input_shape=None):
+    """Saves to .keras, loads, and checks call(loaded) equals call(original).
+
+    A layer is saved inside a Sequential built on ``input_shape`` (batch included).
+    """
     expected = np.asarray(call(model_or_layer))
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "roundtrip.keras")
         if isinstance(model_or_layer, keras.Model):
             model = model_or_layer
         else:
-            model = keras.Sequential([model_or_layer])
+            if input_shape is None:
+                raise ValueError("Saving a layer needs the input_shape to build its Sequential.")
+            model = keras.Sequential([keras.Input(batch_shape=input_shape), model_or_layer])
         model.save(path)
         loaded = keras.models.load_model(path)
     if not isinstance(model_or_layer, keras.Model):

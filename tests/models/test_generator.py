@@ -68,7 +68,7 @@ def test_layers_roundtrip_through_config_and_keras_file(layer, input_shape):
     inputs = np.random.default_rng(3).normal(size=input_shape).astype("float32")
     rebuilt = assert_config_roundtrip(layer)
     assert rebuilt(inputs).shape == layer(inputs).shape
-    assert_keras_file_roundtrip(layer, lambda loaded: loaded(inputs))
+    assert_keras_file_roundtrip(layer, lambda loaded: loaded(inputs), input_shape=input_shape)
 
 
 def test_discriminator_roundtrips_through_config_and_keras_file():
