@@ -1,10 +1,12 @@
 """Throughput of PNormRegression(p=1, num_iterations=5) against a plain float32 GEMM, in one run.
 
-    python benchmarks/bench_regression.py [--repeats 10]
+    python benchmarks/bench_regression.py [--repeats 10] [--breakdown]
 
 Prints ms and GFLOP/s for the forward and forward+backward pass at b=8, n=512, d=256 and k=16, 32,
 64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process, and the ratios. The last line
-is ``fwd_bwd_ratio_to_gemm: R`` for k=32.
+is ``fwd_bwd_ratio_to_gemm: R`` for k=32. ``--breakdown`` first times the parts of one forward IRLS
+iteration at k=32, each as its own call (so each includes a call and a copy of its output, and the
+parts add up to more than the whole iteration, where the graph overlaps some of them).
 
 FLOP model (multiply-add = 2 FLOPs, LAPACK conventions, symmetric Gram counted once):
   least squares  2nk^2 + 2nkd + k^3/3 + 2k^2 d
@@ -23,7 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pnr_tf.layers.regression import ABSOLUTE_RIDGE_FLOOR  # noqa: E402
 from pnr_tf.layers.regression import PNormRegression  # noqa: E402
+from pnr_tf.ops import symmetric_solve  # noqa: E402
 
 
 def regression_flops(batch_size, num_rows, appearance_dim, pose_dim, num_iterations):
@@ -75,16 +79,59 @@ def measure_regression(batch_size, num_rows, appearance_dim, pose_dim, repeats, 
     )
 
 
+def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, repeats, reference_gflops):
+    """Times each part of one forward IRLS iteration separately (the graph overlaps some of them)."""
+    rng = np.random.default_rng(0)
+    appearance = tf.constant(rng.normal(size=(batch_size, num_rows, appearance_dim)).astype(np.float32))
+    pose = tf.constant(rng.normal(size=(batch_size, num_rows, pose_dim)).astype(np.float32))
+    coefficients = tf.constant(0.1 * rng.normal(size=(batch_size, pose_dim, appearance_dim)).astype(np.float32))
+    row_weights = tf.ones((batch_size, num_rows, 1))
+    layer = PNormRegression(p=1)
+    outer = symmetric_solve.row_outer_products(pose)
+
+    def weights_and_rhs(appearance, pose, coefficients):
+        residual = appearance - tf.matmul(pose, coefficients)
+        weights = row_weights / tf.maximum(tf.abs(residual), layer.delta)
+        return weights, tf.matmul(weights * appearance, pose, transpose_a=True)
+
+    def ridge_and_unpack(packed):
+        packed = symmetric_solve.add_packed_ridge(packed, pose_dim, layer.ridge, ABSOLUTE_RIDGE_FLOOR)
+        return symmetric_solve.unpack_columns(packed, pose_dim)
+
+    weights, rhs = weights_and_rhs(appearance, pose, coefficients)
+    packed = symmetric_solve.packed_weighted_grams(outer, weights)
+    system = ridge_and_unpack(packed)
+    factor = tf.linalg.cholesky(system)
+    parts = {
+        "residual, weights, rhs (2 GEMMs)": (weights_and_rhs, (appearance, pose, coefficients)),
+        "packed Gram GEMM": (symmetric_solve.packed_weighted_grams, (outer, weights)),
+        "ridge + unpack to (b, d, k, k)": (ridge_and_unpack, (packed,)),
+        "batched cholesky": (tf.linalg.cholesky, (system,)),
+        "two triangular solves": (lambda factor, rhs: tf.linalg.cholesky_solve(factor, rhs[..., None]), (factor, rhs)),
+        "whole iteration": (layer._irls_step, (appearance, pose, outer, row_weights, coefficients)),
+    }
+    milliseconds = {}
+    for name, (function, arguments) in parts.items():
+        milliseconds[name] = 1e3 * median_seconds(tf.function(function), arguments, repeats)
+        print(f"  k={pose_dim} iteration part  {name:34s} {milliseconds[name]:7.1f} ms")
+    n, d, k = num_rows, appearance_dim, pose_dim
+    iteration_flops = batch_size * (4 * n * k * d + n * d * k * (k + 1) + d * (k**3 / 3 + 2 * k * k))
+    print(f"  whole iteration at {iteration_flops / milliseconds['whole iteration'] / 1e6 / reference_gflops:.2f} of GEMM")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--solver", default="cholesky", choices=["cholesky", "matmul"])
+    parser.add_argument("--breakdown", action="store_true", help="time the parts of one IRLS iteration first")
     arguments = parser.parse_args()
 
     batch_size, num_rows, appearance_dim = 8, 512, 256
     reference = gemm_gflops(arguments.repeats)
     print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver={arguments.solver}")
     print(f"gemm_2048_gflops: {reference:.1f}")
+    if arguments.breakdown:
+        print_iteration_breakdown(batch_size, num_rows, appearance_dim, 32, arguments.repeats, reference)
     ratio_k32 = None
     for pose_dim in (16, 32, 64):
         forward_seconds, forward_backward_seconds = measure_regression(
