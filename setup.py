@@ -16,6 +16,9 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pnr_tf", "pnr_tf.*"]),
+    # The fused regression kernel ships as source: it is compiled against the installed
+    # TensorFlow on first use (pnr_tf/ops/packed_cholesky.py).
+    package_data={"pnr_tf.ops": ["kernels/*.cc"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

@@ -11,6 +11,7 @@ import tensorflow as tf
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.models.generator import PNRGenerator
+from pnr_tf.ops.packed_cholesky import stock_kernels_only
 
 NUM_JOINTS = 18
 SINGLE_SHOT = "serving_default"
@@ -91,7 +92,9 @@ class ServingFunctions:
             "source_pose": heatmaps(source_keypoints),
             "target_pose": heatmaps(target_keypoints),
         }
-        generated = self.generator(inputs, training=False)
+        # Stock ops only: TF-Serving and other SavedModel loaders know nothing of our fused kernel.
+        with stock_kernels_only():
+            generated = self.generator(inputs, training=False)
         pixels = tf.clip_by_value(tf.round((generated + 1.0) * 127.5), 0.0, 255.0)
         return {OUTPUT_NAME: tf.cast(pixels, tf.uint8)}
 

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from pnr_tf.ops.packed_cholesky import fused_library
+from pnr_tf.ops.packed_cholesky import packed_cholesky_solve
 from pnr_tf.ops.symmetric_solve import SOLVERS
 from pnr_tf.ops.symmetric_solve import add_packed_ridge
 from pnr_tf.ops.symmetric_solve import add_relative_ridge
@@ -31,8 +33,10 @@ class PNormRegression(keras.layers.Layer):
         num_iterations: IRLS iterations T for ``p = 1`` (at least 1).
         delta: residual floor in the IRLS weights ``1 / max(|r|, delta)``.
         ridge: ridge strength relative to the mean diagonal of each Gram matrix.
-        solver: ``"cholesky"`` (``tf.linalg.cholesky``) or ``"matmul"`` (an unrolled Cholesky of
-            matmul, slicing and elementwise ops, which TFLite converts with builtin ops only).
+        solver: ``"cholesky"`` or ``"matmul"`` (an unrolled Cholesky of matmul, slicing and
+            elementwise ops, which TFLite converts with builtin ops only). ``"cholesky"`` runs the
+            IRLS solves in a fused CPU kernel built on first use (``pnr_tf.ops.packed_cholesky``)
+            and falls back to ``tf.linalg.cholesky`` on GPUs, in exports, or without a compiler.
         **kwargs: forwarded to ``keras.layers.Layer``.
 
     Example:
@@ -116,10 +120,14 @@ class PNormRegression(keras.layers.Layer):
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
         packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
-        system = unpack_columns(packed, size)  # (batch, d, k, k)
         rhs = tf.matmul(weights * appearance, pose, transpose_a=True)  # (batch, d, k)
-        solution = symmetric_solve(system, tf.expand_dims(rhs, -1), self.solver)  # (batch, d, k, 1)
-        return tf.transpose(tf.squeeze(solution, -1), [0, 2, 1])
+        library = fused_library() if self.solver == "cholesky" else None
+        if library is not None:
+            solution = packed_cholesky_solve(library, packed, rhs)  # (batch, d, k), straight from the packing
+        else:
+            system = unpack_columns(packed, size)  # (batch, d, k, k)
+            solution = tf.squeeze(symmetric_solve(system, tf.expand_dims(rhs, -1), self.solver), -1)
+        return tf.transpose(solution, [0, 2, 1])
 
     def compute_output_shape(self, source_appearance_shape, source_pose_shape, target_pose_shape, row_weights_shape=None):
         return (target_pose_shape[0], target_pose_shape[1], source_appearance_shape[-1])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from tensorflow.core.protobuf import saved_model_pb2
 
 from pnr_tf.export import export_keras
 from pnr_tf.export import export_saved_model
@@ -41,6 +42,17 @@ def test_saved_model_signatures_take_keypoints_and_uint8_images(saved_model_base
         "source_keypoints": (None, None, 18, 2),
         "target_keypoints": (None, 18, 2),
     }
+
+
+def test_saved_model_uses_stock_ops_only_so_tf_serving_can_load_it(saved_model_base):
+    # Training graphs may use the fused CPU kernel (pnr_tf.ops.packed_cholesky); TF-Serving has no such op.
+    saved_model = saved_model_pb2.SavedModel.FromString((saved_model_base / "1" / "saved_model.pb").read_bytes())
+    graph = saved_model.meta_graphs[0].graph_def
+    op_types = {node.op for node in graph.node}
+    for function in graph.library.function:
+        op_types |= {node.op for node in function.node_def}
+    assert "Cholesky" in op_types  # the IRLS solves are in the graph, as stock ops
+    assert not {op for op in op_types if op.startswith("Pnr")}
 
 
 @pytest.mark.parametrize("num_sources", [1, 3, 5])
