@@ -119,12 +119,12 @@ class PNormRegression(keras.layers.Layer):
         weights = row_weights / tf.maximum(tf.abs(residual), self.delta)  # (batch, n, d)
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
-        packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
         rhs = tf.matmul(weights * appearance, pose, transpose_a=True)  # (batch, d, k)
         library = fused_library() if self.solver == "cholesky" else None
-        if library is not None:
-            solution = packed_cholesky_solve(library, packed, rhs)  # (batch, d, k), straight from the packing
+        if library is not None:  # ridge and solve in one kernel, straight from the packing
+            solution = packed_cholesky_solve(library, packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR)  # (batch, d, k)
         else:
+            packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
             system = unpack_columns(packed, size)  # (batch, d, k, k)
             solution = tf.squeeze(symmetric_solve(system, tf.expand_dims(rhs, -1), self.solver), -1)
         return tf.transpose(solution, [0, 2, 1])

@@ -147,20 +147,23 @@ def fused_library():
     return load_library()
 
 
-def packed_cholesky_solve(library, packed, rhs):
-    """x_j = G_j^{-1} rhs_j for every column: packed (b, k(k+1)/2, d) upper triangles of G_j, rhs (b, d, k).
+def packed_cholesky_solve(library, packed, rhs, ridge=0.0, floor=0.0):
+    """x_j = M_j^{-1} rhs_j for every column, M_j = G_j + (ridge * mean(diag G_j) + floor) I.
 
-    Returns (b, d, k). The gradient reuses the factor: d rhs = G^{-1} g and d G = -sym(d rhs x^T),
-    written back in packed form, where an off-diagonal entry stands for both (u, v) and (v, u).
+    packed (b, k(k+1)/2, d) holds the upper triangles of the G_j (``add_packed_ridge`` is done
+    inside the kernel); rhs (b, d, k); returns (b, d, k). The gradient reuses the factor:
+    d rhs = M^{-1} g and d M = -sym(d rhs x^T), written back in packed form, where an off-diagonal
+    entry stands for both (u, v) and (v, u); the ridge adds (ridge / k) trace(d M) to the diagonal.
     """
     size = rhs.shape[-1]
     rows, columns = upper_triangle_indices(size)
-    # d packed(u, v) = dG(u, v) + dG(v, u); the diagonal is counted once.
-    symmetry = tf.constant(np.where(rows == columns, 0.5, 1.0).astype(np.float32).reshape(-1, 1))
+    diagonal = (rows == columns).astype(np.float32).reshape(-1, 1)
+    # d packed(u, v) = dM(u, v) + dM(v, u); the diagonal is counted once.
+    symmetry = tf.constant(1.0 - 0.5 * diagonal)
 
     @tf.custom_gradient
     def solve(packed, rhs):
-        solution, factor = library.pnr_packed_cholesky_solve(packed, rhs)
+        solution, factor = library.pnr_packed_cholesky_solve(packed, rhs, ridge=float(ridge), floor=float(floor))
 
         def gradient(upstream):
             rhs_gradient = library.pnr_packed_cholesky_solve_with_factor(factor, upstream)
@@ -169,7 +172,11 @@ def packed_cholesky_solve(library, packed, rhs):
             solution_by_row = tf.transpose(solution, [0, 2, 1])
             cross = tf.gather(rhs_by_row, rows, axis=1) * tf.gather(solution_by_row, columns, axis=1)
             cross += tf.gather(rhs_by_row, columns, axis=1) * tf.gather(solution_by_row, rows, axis=1)
-            return -symmetry * cross, rhs_gradient
+            packed_gradient = -symmetry * cross
+            if ridge:
+                trace = tf.reduce_sum(packed_gradient * diagonal, axis=1, keepdims=True)  # (b, 1, d)
+                packed_gradient += (ridge / size) * trace * diagonal
+            return packed_gradient, rhs_gradient
 
         return solution, gradient
 

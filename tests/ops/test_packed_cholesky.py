@@ -35,37 +35,48 @@ def random_packed_systems(rng, batch_size, size, columns):
     return matrices.astype(np.float32).astype(np.float64), packed, rhs.astype(np.float32)
 
 
+def ridged(matrices, ridge, floor):
+    """float64 G + (ridge * mean(diag G) + floor) I, the regression's relative ridge."""
+    strength = ridge * np.trace(matrices, axis1=-2, axis2=-1) / matrices.shape[-1] + floor
+    return matrices + strength[..., None, None] * np.eye(matrices.shape[-1])
+
+
 # d = 5 fills under one 16-lane block, 37 ends in a partial block, 32 fills two exactly.
-@pytest.mark.parametrize("size, columns", [(4, 5), (7, 37), (32, 32)])
-def test_solution_and_factor_match_float64(library, size, columns):
+@pytest.mark.parametrize("size, columns, ridge, floor", [(4, 5, 0.0, 0.0), (7, 37, 1e-3, 1e-6), (32, 32, 0.5, 0.25)])
+def test_solution_and_factor_match_float64(library, size, columns, ridge, floor):
     rng = np.random.default_rng(size)
     matrices, packed, rhs = random_packed_systems(rng, 2, size, columns)
-    solution, factor = library.pnr_packed_cholesky_solve(packed, rhs)
-    expected = np.linalg.solve(matrices, rhs.astype(np.float64)[..., None])[..., 0]
+    systems = ridged(matrices, ridge, floor)
+    solution, factor = library.pnr_packed_cholesky_solve(packed, rhs, ridge=ridge, floor=floor)
+    expected = np.linalg.solve(systems, rhs.astype(np.float64)[..., None])[..., 0]
     np.testing.assert_allclose(solution.numpy(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
-    # The factor is U with G = U^T U, packed like the input: numpy's lower factor, transposed.
+    # The factor is U with M = U^T U, packed like the input: numpy's lower factor, transposed.
     rows, cols = upper_triangle_indices(size)
-    expected_factor = np.transpose(np.linalg.cholesky(matrices), (0, 1, 3, 2))[..., rows, cols]
+    expected_factor = np.transpose(np.linalg.cholesky(systems), (0, 1, 3, 2))[..., rows, cols]
     np.testing.assert_allclose(factor.numpy(), np.transpose(expected_factor, (0, 2, 1)), rtol=1e-4, atol=1e-5)
     again = library.pnr_packed_cholesky_solve_with_factor(factor, rhs)
     np.testing.assert_array_equal(again.numpy(), solution.numpy())
 
 
-def test_gradients_match_float64_autodiff_of_a_dense_solve(library):
+@pytest.mark.parametrize("ridge, floor", [(0.0, 0.0), (0.3, 0.01)])
+def test_gradients_match_float64_autodiff_of_a_dense_solve(library, ridge, floor):
     rng = np.random.default_rng(3)
     size, columns = 6, 19
     _, packed, rhs = random_packed_systems(rng, 2, size, columns)
     upstream = rng.normal(size=rhs.shape)
     packed_variable, rhs_variable = tf.Variable(packed), tf.Variable(rhs)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(packed_cholesky.packed_cholesky_solve(library, packed_variable, rhs_variable) * upstream)
+        solution = packed_cholesky.packed_cholesky_solve(library, packed_variable, rhs_variable, ridge, floor)
+        loss = tf.reduce_sum(solution * upstream)
     actual = tape.gradient(loss, [packed_variable, rhs_variable])
-    # Reference: tf.linalg.solve on the unpacked float64 matrices; the unpack's gather sums the
-    # gradients of (u, v) and (v, u) into the one packed entry, as the kernel's gradient must.
+    # Reference: tf.linalg.solve on the unpacked, ridged float64 matrices; the unpack's gather sums
+    # the gradients of (u, v) and (v, u) into the one packed entry, as the kernel's gradient must.
     packed64, rhs64 = tf.Variable(packed.astype(np.float64)), tf.Variable(rhs.astype(np.float64))
     with tf.GradientTape() as tape:
         full = tf.gather(packed64, packed_position_map(size), axis=1)  # (b, k*k, d)
         matrices = tf.reshape(tf.transpose(full, [0, 2, 1]), (2, columns, size, size))
+        strength = ridge * tf.linalg.trace(matrices) / size + floor
+        matrices += strength[..., None, None] * tf.eye(size, dtype=tf.float64)
         solution = tf.linalg.solve(matrices, rhs64[..., None])[..., 0]
         reference_loss = tf.reduce_sum(solution * upstream)
     expected = tape.gradient(reference_loss, [packed64, rhs64])

@@ -27,11 +27,14 @@ using tensorflow::errors::InvalidArgument;
 
 constexpr int kLanes = 16;  // systems solved side by side, one per SIMD lane
 
+// Solves (G + (ridge * mean(diag G) + floor) I) x = rhs for every column's G.
 REGISTER_OP("PnrPackedCholeskySolve")
-    .Input("packed: float")  // (b, q, d): upper triangle of each column's k x k matrix, q = k(k+1)/2
+    .Input("packed: float")  // (b, q, d): upper triangle of each column's k x k matrix G, q = k(k+1)/2
     .Input("rhs: float")     // (b, d, k)
+    .Attr("ridge: float = 0.0")
+    .Attr("floor: float = 0.0")
     .Output("solution: float")  // (b, d, k)
-    .Output("factor: float")    // (b, q, d): upper Cholesky factor U (matrix = U^T U), same packing
+    .Output("factor: float")    // (b, q, d): upper Cholesky factor U of the ridged matrix (= U^T U), same packing
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       tensorflow::shape_inference::ShapeHandle unused;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &unused));
@@ -118,7 +121,7 @@ tensorflow::Status ReadGeometry(const Tensor& packed, const Tensor& rhs, Geometr
 // Blocks are independent, so they are sharded over TensorFlow's intra-op thread pool.
 template <bool kFactorize>
 void SolveBlocks(OpKernelContext* context, const Geometry& g, const float* packed_in, const float* rhs,
-                 float* solution, float* factor_out) {
+                 float* solution, float* factor_out, float ridge = 0.0f, float floor = 0.0f) {
   const int64_t blocks_per_example = (g.columns + kLanes - 1) / kLanes;
   const int64_t cost = g.packed * kLanes * (kFactorize ? g.size : 4);
   std::vector<float> is_diagonal(g.packed, 0.0f);
@@ -136,7 +139,13 @@ void SolveBlocks(OpKernelContext* context, const Geometry& g, const float* packe
         // Lanes past the last column hold the identity, so their factorisation stays finite.
         for (int64_t l = used; l < kLanes; ++l) destination[l] = is_diagonal[p];
       }
-      if (kFactorize) Factorize(matrix.data(), g.size);
+      if (kFactorize) {
+        Lane trace = {};
+        for (int64_t u = 0, position = 0; u < g.size; position += g.size - u, ++u) trace += matrix[position];
+        const Lane strength = trace * (ridge / g.size) + floor;
+        for (int64_t u = 0, position = 0; u < g.size; position += g.size - u, ++u) matrix[position] += strength;
+        Factorize(matrix.data(), g.size);
+      }
       const float* rhs_block = rhs + (b * g.columns + first) * g.size;
       for (int64_t u = 0; u < g.size; ++u)
         for (int64_t l = 0; l < kLanes; ++l) values[u][l] = l < used ? rhs_block[l * g.size + u] : 0.0f;
@@ -157,7 +166,10 @@ void SolveBlocks(OpKernelContext* context, const Geometry& g, const float* packe
 
 class PackedCholeskySolveOp : public OpKernel {
  public:
-  explicit PackedCholeskySolveOp(OpKernelConstruction* context) : OpKernel(context) {}
+  explicit PackedCholeskySolveOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("ridge", &ridge_));
+    OP_REQUIRES_OK(context, context->GetAttr("floor", &floor_));
+  }
   void Compute(OpKernelContext* context) override {
     const Tensor& packed = context->input(0);
     const Tensor& rhs = context->input(1);
@@ -168,8 +180,12 @@ class PackedCholeskySolveOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, rhs.shape(), &solution));
     OP_REQUIRES_OK(context, context->allocate_output(1, packed.shape(), &factor));
     SolveBlocks<true>(context, g, packed.flat<float>().data(), rhs.flat<float>().data(),
-                      solution->flat<float>().data(), factor->flat<float>().data());
+                      solution->flat<float>().data(), factor->flat<float>().data(), ridge_, floor_);
   }
+
+ private:
+  float ridge_;
+  float floor_;
 };
 
 class PackedCholeskySolveWithFactorOp : public OpKernel {
