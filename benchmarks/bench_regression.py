@@ -1,12 +1,14 @@
 """Throughput of PNormRegression(p=1, num_iterations=5) against a plain float32 GEMM, in one run.
 
-    python benchmarks/bench_regression.py [--repeats 10] [--breakdown]
+    python benchmarks/bench_regression.py [--repeats 10] [--breakdown] [--kernels fused|stock]
 
 Prints ms and GFLOP/s for the forward and forward+backward pass at b=8, n=512, d=256 and k=16, 32,
-64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process, and the ratios. The last line
-is ``fwd_bwd_ratio_to_gemm: R`` for k=32. ``--breakdown`` first times the parts of one forward IRLS
-iteration at k=32, each as its own call (so each includes a call and a copy of its output, and the
-parts add up to more than the whole iteration, where the graph overlaps some of them).
+64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process, and the ratios. With the
+fused kernel (the default where it builds, pnr_tf.ops.packed_cholesky) it also times k=32 on the
+stock kernels, for the speed-up within one run. The last line is ``fwd_bwd_ratio_to_gemm: R`` for
+k=32. ``--breakdown`` first times the parts of one forward IRLS iteration at k=32, each as its own
+call (so each includes a call and a copy of its output, and the parts add up to more than the
+whole iteration, where the graph overlaps some of them).
 
 FLOP model (multiply-add = 2 FLOPs, LAPACK conventions, symmetric Gram counted once):
   least squares  2nk^2 + 2nkd + k^3/3 + 2k^2 d
@@ -27,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 
 from pnr_tf.layers.regression import ABSOLUTE_RIDGE_FLOOR  # noqa: E402
 from pnr_tf.layers.regression import PNormRegression  # noqa: E402
+from pnr_tf.ops import packed_cholesky  # noqa: E402
 from pnr_tf.ops import symmetric_solve  # noqa: E402
 
 
@@ -108,6 +111,18 @@ def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, re
         "ridge + unpack to (b, d, k, k)": (ridge_and_unpack, (packed,)),
         "batched cholesky": (tf.linalg.cholesky, (system,)),
         "two triangular solves": (lambda factor, rhs: tf.linalg.cholesky_solve(factor, rhs[..., None]), (factor, rhs)),
+    }
+    library = packed_cholesky.load_library()
+    if library is not None:
+        fused = lambda packed, rhs: library.pnr_packed_cholesky_solve(packed, rhs, ridge=layer.ridge, floor=ABSOLUTE_RIDGE_FLOOR)  # noqa: E731
+        parts["fused kernel: ridge + all solves"] = (fused, (packed, rhs))
+
+    def stock_iteration(*step_arguments):
+        with packed_cholesky.stock_kernels_only():  # entered while tracing, which is what matters
+            return layer._irls_step(*step_arguments)
+
+    parts |= {
+        "whole iteration, stock kernels": (stock_iteration, (appearance, pose, outer, row_weights, coefficients)),
         "whole iteration": (layer._irls_step, (appearance, pose, outer, row_weights, coefficients)),
     }
     milliseconds = {}
@@ -124,19 +139,30 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--solver", default="cholesky", choices=["cholesky", "matmul"])
     parser.add_argument("--breakdown", action="store_true", help="time the parts of one IRLS iteration first")
+    parser.add_argument("--kernels", default="fused", choices=["fused", "stock"], help="IRLS solves: fused C++ kernel or stock TF")
     arguments = parser.parse_args()
 
     batch_size, num_rows, appearance_dim = 8, 512, 256
+    kernels = "stock"
+    if arguments.solver == "cholesky" and arguments.kernels == "fused":
+        if packed_cholesky.load_library() is None:
+            parser.error("the fused kernel did not build (see the warning); run with --kernels stock")
+        kernels = f"fused ({packed_cholesky.library_path().name})"
     reference = gemm_gflops(arguments.repeats)
-    print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver={arguments.solver}")
+    print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver={arguments.solver}, kernels: {kernels}")
     print(f"gemm_2048_gflops: {reference:.1f}")
     if arguments.breakdown:
         print_iteration_breakdown(batch_size, num_rows, appearance_dim, 32, arguments.repeats, reference)
+
+    def measure(pose_dim):
+        if kernels == "stock":
+            with packed_cholesky.stock_kernels_only():
+                return measure_regression(batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver)
+        return measure_regression(batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver)
+
     ratio_k32 = None
     for pose_dim in (16, 32, 64):
-        forward_seconds, forward_backward_seconds = measure_regression(
-            batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver
-        )
+        forward_seconds, forward_backward_seconds = measure(pose_dim)
         forward_flops, forward_backward_flops = regression_flops(batch_size, num_rows, appearance_dim, pose_dim, 5)
         forward_gflops = forward_flops / forward_seconds / 1e9
         forward_backward_gflops = forward_backward_flops / forward_backward_seconds / 1e9
@@ -147,6 +173,15 @@ def main():
         )
         if pose_dim == 32:
             ratio_k32 = forward_backward_gflops / reference
+            fused_k32 = (forward_seconds, forward_backward_seconds)
+    if kernels != "stock":
+        with packed_cholesky.stock_kernels_only():
+            stock_k32 = measure_regression(batch_size, num_rows, appearance_dim, 32, arguments.repeats, arguments.solver)
+        print(
+            f"k= 32  stock kernels: forward {stock_k32[0] * 1e3:8.1f} ms, forward+backward {stock_k32[1] * 1e3:8.1f} ms "
+            f"(fused is {stock_k32[0] / fused_k32[0]:.2f}x / {stock_k32[1] / fused_k32[1]:.2f}x faster)"
+        )
+    print(f"gemm_2048_gflops_at_end: {gemm_gflops(arguments.repeats):.1f} (drift check; the ratios use the first)")
     print(f"fwd_bwd_ratio_to_gemm: {ratio_k32:.3f}")
 
 

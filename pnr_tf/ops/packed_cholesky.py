@@ -2,7 +2,7 @@
 
 For ``p = 1`` most of an IRLS step's time went to unpacking the Gram table to (b, d, k, k) and
 to one Eigen factorisation per matrix. The C++ kernel solves all b * d systems straight from the
-packed (b, q, d) table, 16 columns per SIMD register, which makes the whole layer about 1.7x
+packed (b, q, d) table, 16 columns side by side in SIMD lanes, which makes the whole layer about 1.7x
 faster on a CPU (BENCHMARKS.md). TensorFlow ships no such kernel, and a pip wheel cannot carry
 one for every TensorFlow build, so the source is compiled with the C++ compiler on this machine
 the first time it is needed (about 15 s, once per TensorFlow version and CPU) into a cache
