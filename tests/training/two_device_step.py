@@ -18,6 +18,10 @@ config = tiny_training_config(data_root)
 arrays = {}
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     trainer = Trainer(config, f"{output}/{name}", strategy=tf.distribute.MirroredStrategy(devices))
+    # Adam's first step is lr * g / (|g| + epsilon): with the default epsilon it is lr * sign(g), so a
+    # near-zero gradient whose sign follows summation order (and the CPU's kernels) would move a weight
+    # by 2 lr. A large epsilon makes the step smooth in g, so the weights compare the reduced gradients.
+    trainer.optimizers.generator.epsilon = trainer.optimizers.discriminator.epsilon = 1.0
     batch = next(iter(trainer._dataset(load_samples(config), 0)))
     metrics = trainer._distributed_step_function()(batch)
     arrays[f"{name}_num_replicas"] = np.array(trainer.strategy.num_replicas_in_sync)
