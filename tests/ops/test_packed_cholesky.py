@@ -1,8 +1,12 @@
 """The fused packed Cholesky kernel against float64 references, its build cache, and its fallback."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,18 +15,18 @@ import tensorflow as tf
 from pnr_tf.layers.regression import PNormRegression
 from pnr_tf.ops import packed_cholesky
 from pnr_tf.ops.symmetric_solve import packed_position_map
+from pnr_tf.ops import solvers
 from pnr_tf.ops.symmetric_solve import upper_triangle_indices
+from tests.helpers import require_solver
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def library():
     """The built kernel. Skips only where no C++ compiler exists; a failed build with one is a failure."""
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        pytest.skip("no C++ compiler: the regression uses the stock kernels here")
-    path = packed_cholesky.build_library()
-    loaded = packed_cholesky.load_library()
-    assert loaded is not None, path
-    return loaded
+    require_solver("fused")
+    return packed_cholesky.load_library()
 
 
 def random_packed_systems(rng, batch_size, size, columns):
@@ -104,26 +108,24 @@ def test_regression_with_the_fused_kernel_equals_the_stock_kernels(library, p):
     rng = np.random.default_rng(4)
     appearance = tf.constant(rng.normal(size=(2, 60, 21)).astype(np.float32))
     pose = tf.constant(rng.normal(size=(2, 60, 5)).astype(np.float32))
-    layer = PNormRegression(p=p, num_iterations=4)
+    results, operations = {}, {}
+    for solver in ("fused", "cholesky"):
+        layer = PNormRegression(p=p, num_iterations=4, solver=solver)
 
-    def output_and_gradients(appearance, pose):
-        with tf.GradientTape() as tape:
-            tape.watch([appearance, pose])
-            output = layer(appearance, pose, pose)
-            loss = tf.reduce_sum(output**2)
-        return [output, *tape.gradient(loss, [appearance, pose])]
+        def output_and_gradients(appearance, pose):
+            with tf.GradientTape() as tape:
+                tape.watch([appearance, pose])
+                output = layer(appearance, pose, pose)
+                loss = tf.reduce_sum(output**2)
+            return [output, *tape.gradient(loss, [appearance, pose])]
 
-    fused_function = tf.function(output_and_gradients)
-    fused = fused_function(appearance, pose)
-    with packed_cholesky.stock_kernels_only():
-        stock_function = tf.function(output_and_gradients)
-        stock = stock_function(appearance, pose)
-        stock_ops = all_op_types(stock_function.get_concrete_function(appearance, pose).graph)
-    fused_ops = all_op_types(fused_function.get_concrete_function(appearance, pose).graph)
+        function = tf.function(output_and_gradients)
+        results[solver] = function(appearance, pose)
+        operations[solver] = all_op_types(function.get_concrete_function(appearance, pose).graph)
     # The comparison is only worth something if the two graphs really differ.
-    assert ("PnrPackedCholeskySolve" in fused_ops) == (p == 1)
-    assert "PnrPackedCholeskySolve" not in stock_ops
-    for got, want in zip(fused, stock):
+    assert ("PnrPackedCholeskySolve" in operations["fused"]) == (p == 1)
+    assert "PnrPackedCholeskySolve" not in operations["cholesky"]
+    for got, want in zip(results["fused"], results["cholesky"]):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * np.abs(want.numpy()).max())
 
 
@@ -131,25 +133,104 @@ def test_build_compiles_into_an_empty_cache_and_reuses_it(library, tmp_path):
     path = packed_cholesky.build_library(tmp_path)
     assert path == packed_cholesky.library_path(tmp_path) and path.stat().st_size > 0
     assert not list(tmp_path.glob("*.partial"))
+    record = json.loads(packed_cholesky.build_record_path(path).read_text())
+    assert record["flag_set"] in [flag_set.name for flag_set in packed_cholesky.flag_sets()]
     modified = path.stat().st_mtime_ns
     assert packed_cholesky.build_library(tmp_path) == path and path.stat().st_mtime_ns == modified
 
 
-def test_a_failing_compiler_warns_once_and_falls_back(tmp_path, monkeypatch):
+def wrapped_compiler(tmp_path, body):
+    """A compiler script: logs every full compile (-shared) to compiles.log, runs `body`, else the real c++."""
+    real = shutil.which(packed_cholesky.compiler()[0])
+    script = tmp_path / "wrapped-c++"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -shared "*) echo "$*" >> {tmp_path}/compiles.log ;; esac\n'
+        f"{body}\n"
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def compiles(tmp_path):
+    log = tmp_path / "compiles.log"
+    return log.read_text().splitlines() if log.is_file() else []
+
+
+def test_two_processes_building_into_one_empty_cache_compile_once(library, tmp_path):
+    compiler = wrapped_compiler(tmp_path, "")
+    cache = tmp_path / "cache"
+    code = "from pnr_tf.ops import packed_cholesky; print(packed_cholesky.load_library() and packed_cholesky.library_path())"
+    environment = dict(os.environ, CXX=str(compiler), PNR_TF_KERNEL_CACHE=str(cache), PYTHONPATH=str(REPOSITORY))
+    processes = [subprocess.Popen([sys.executable, "-c", code], env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]  # fmt: skip
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-2000:]
+    paths = {stdout.strip().splitlines()[-1] for stdout, _ in outputs}
+    assert len(paths) == 1 and Path(paths.pop()).is_file()
+    assert len(compiles(tmp_path)) == 1  # the second process waited on the lock and found the library
+    assert not list(cache.glob("*.partial"))
+
+
+def test_a_failing_first_flag_set_falls_back_to_the_next(library, tmp_path, monkeypatch):
+    # Simulated: every flag set that builds for this very CPU fails, as AVX512-FP16 did with g++ 12.
+    compiler = wrapped_compiler(tmp_path, 'case " $* " in *" -shared "*native*) echo "kernel.cc:1: error: simulated" >&2; exit 1 ;; esac')
+    monkeypatch.setenv("CXX", str(compiler))
+    path = packed_cholesky.build_library(tmp_path / "cache")
+    record = json.loads(packed_cholesky.build_record_path(path).read_text())
+    expected = next(flag_set for flag_set in packed_cholesky.flag_sets() if not any("native" in flag for flag in flag_set.flags))
+    assert record["flag_set"] == expected.name
+    assert [attempt["flag_set"] for attempt in record["failed_attempts"]] == [
+        flag_set.name for flag_set in packed_cholesky.flag_sets()[: packed_cholesky.flag_sets().index(expected)]
+    ]
+    assert all("simulated" in attempt["reason"] for attempt in record["failed_attempts"])
+    # The fallback library is a working kernel (loaded in a fresh process: op names register once per process).
+    code = (
+        "import numpy as np, tensorflow as tf\n"
+        f"library = tf.load_op_library({str(path)!r})\n"
+        "packed = np.array([[[4.0], [1.0], [3.0]]], np.float32)  # [[4, 1], [1, 3]], upper triangle\n"
+        "print(library.pnr_packed_cholesky_solve(packed, np.array([[[1.0, 2.0]]], np.float32))[0].numpy().tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(result.stdout.strip().splitlines()[-1]), [[[1 / 11, 7 / 11]]], rtol=1e-6)
+
+
+def test_a_hanging_compiler_times_out_and_the_failure_is_remembered(tmp_path, monkeypatch):
+    require_solver("fused")
+    compiler = wrapped_compiler(tmp_path, 'case " $* " in *" -shared "*) sleep 60 ;; esac')
+    monkeypatch.setenv("CXX", str(compiler))
+    cache = tmp_path / "cache"
+    with pytest.raises(packed_cholesky.KernelUnavailableError, match="timed out after 1 s"):
+        packed_cholesky.build_library(cache, timeout=1.0)
+    assert packed_cholesky.failure_record_path(packed_cholesky.library_path(cache)).is_file()
+    attempts = len(compiles(tmp_path))
+    assert attempts == len(packed_cholesky.flag_sets())
+    # A later process does not wait through the same failures again, unless asked to.
+    with pytest.raises(packed_cholesky.KernelUnavailableError, match="build_kernels --force"):
+        packed_cholesky.build_library(cache, timeout=1.0)
+    assert len(compiles(tmp_path)) == attempts
+
+
+def test_without_a_compiler_auto_warns_once_and_uses_tensorflows_cholesky(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv(packed_cholesky.CACHE_VARIABLE, str(tmp_path / "cache"))
-    monkeypatch.setattr(packed_cholesky, "_loaded", {})
-    with pytest.raises(packed_cholesky.KernelBuildError, match="cannot run the C\\+\\+ compiler"):
+    monkeypatch.setattr(solvers, "_warned", set())
+    with pytest.raises(packed_cholesky.KernelUnavailableError, match="no C\\+\\+ compiler"):
         packed_cholesky.build_library()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert packed_cholesky.load_library() is None
-        assert packed_cholesky.load_library() is None
-    assert len(caught) == 1 and "stock kernels" in str(caught[0].message)
+        layers = [PNormRegression(p=1), PNormRegression(p=1)]
+    assert [layer.resolved_solver for layer in layers] == ["cholesky", "cholesky"]
+    assert len(caught) == 1 and "uses TensorFlow's Cholesky" in str(caught[0].message)
+    with pytest.raises(packed_cholesky.KernelUnavailableError, match='solver="fused" needs the fused CPU kernel'):
+        PNormRegression(p=1, solver="fused")
     rng = np.random.default_rng(5)
     appearance = rng.normal(size=(1, 30, 6)).astype(np.float32)
     pose = rng.normal(size=(1, 30, 3)).astype(np.float32)
-    fallback = PNormRegression(p=1)(appearance, pose, pose).numpy()
+    fallback = layers[0](appearance, pose, pose).numpy()
     reference = PNormRegression(p=1, solver="matmul")(appearance, pose, pose).numpy()
     np.testing.assert_allclose(fallback, reference, rtol=1e-4, atol=1e-5)
 
@@ -159,14 +240,18 @@ def test_compiler_errors_are_reported(tmp_path, monkeypatch):
     compiler.write_text("#!/bin/sh\necho 'kernel.cc:1: error: something broke' >&2\nexit 1\n")
     compiler.chmod(0o755)
     monkeypatch.setenv("CXX", str(compiler))
-    with pytest.raises(packed_cholesky.KernelBuildError, match="error: something broke"):
+    with pytest.raises(packed_cholesky.KernelUnavailableError, match="error: something broke"):
         packed_cholesky.build_library(tmp_path)
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob("*.partial"))
 
 
-@pytest.mark.parametrize("value", ["0", "off"])
-def test_environment_variable_turns_the_kernel_off(library, monkeypatch, value):
-    monkeypatch.setenv(packed_cholesky.ENABLE_VARIABLE, value)
-    assert packed_cholesky.fused_library() is None
-    monkeypatch.setenv(packed_cholesky.ENABLE_VARIABLE, "1")
-    assert packed_cholesky.fused_library() is library
+def test_build_kernels_command_says_what_it_built(library, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pnr_tf.ops.build_kernels", "--cache-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(REPOSITORY)),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(packed_cholesky.build_record_path(packed_cholesky.library_path(tmp_path)).read_text())
+    assert f"library: {packed_cholesky.library_path(tmp_path)}" in result.stdout
+    assert f"flag set: {record['flag_set']} ({' '.join(record['flags'])})" in result.stdout
+    assert result.stderr == ""  # TensorFlow's start-up lines are filtered too

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -26,6 +27,7 @@ using tensorflow::Tensor;
 using tensorflow::errors::InvalidArgument;
 
 constexpr int kLanes = 16;  // systems solved side by side, one per SIMD lane
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // Solves (G + (ridge * mean(diag G) + floor) I) x = rhs for every column's G.
 REGISTER_OP("PnrPackedCholeskySolve")
@@ -85,7 +87,9 @@ inline void Factorize(Lane* __restrict matrix, int size) {
   for (int u = 0; u < size; ++u) {
     Lane* row = matrix + row_start;
     Lane pivot;
-    for (int l = 0; l < kLanes; ++l) pivot[l] = std::sqrt(std::fmax(row[0][l], 1e-30f));
+    // A pivot that is not positive (or NaN) means the matrix is not positive definite: NaN, which
+    // spreads to every later pivot and so to the whole solution of that system.
+    for (int l = 0; l < kLanes; ++l) pivot[l] = row[0][l] > 0.0f ? std::sqrt(row[0][l]) : kNaN;
     const Lane inverse = 1.0f / pivot;
     row[0] = pivot;
     for (int v = 1; v < size - u; ++v) row[v] *= inverse;
@@ -128,14 +132,19 @@ void SolveBlocks(OpKernelContext* context, const Geometry& g, const float* packe
   for (int64_t u = 0, position = 0; u < g.size; position += g.size - u, ++u) is_diagonal[position] = 1.0f;
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<Lane> matrix(g.packed), values(g.size);
+    bool finite[kLanes];
     for (int64_t block = begin; block < end; ++block) {
       const int64_t b = block / blocks_per_example;
       const int64_t first = (block % blocks_per_example) * kLanes;
       const int64_t used = std::min<int64_t>(kLanes, g.columns - first);
       const float* source = packed_in + b * g.packed * g.columns + first;
+      for (int64_t l = 0; l < kLanes; ++l) finite[l] = true;
       for (int64_t p = 0; p < g.packed; ++p) {
         Lane& destination = matrix[p];
-        for (int64_t l = 0; l < used; ++l) destination[l] = source[p * g.columns + l];
+        for (int64_t l = 0; l < used; ++l) {
+          destination[l] = source[p * g.columns + l];
+          finite[l] = finite[l] && std::isfinite(destination[l]);
+        }
         // Lanes past the last column hold the identity, so their factorisation stays finite.
         for (int64_t l = used; l < kLanes; ++l) destination[l] = is_diagonal[p];
       }
@@ -148,15 +157,23 @@ void SolveBlocks(OpKernelContext* context, const Geometry& g, const float* packe
       }
       const float* rhs_block = rhs + (b * g.columns + first) * g.size;
       for (int64_t u = 0; u < g.size; ++u)
-        for (int64_t l = 0; l < kLanes; ++l) values[u][l] = l < used ? rhs_block[l * g.size + u] : 0.0f;
+        for (int64_t l = 0; l < kLanes; ++l) {
+          values[u][l] = l < used ? rhs_block[l * g.size + u] : 0.0f;
+          finite[l] = finite[l] && std::isfinite(values[u][l]);
+        }
       Substitute(matrix.data(), values.data(), g.size);
+      // One failure policy for every solver: a system holding a NaN or an infinity solves to NaN
+      // (an infinite entry would otherwise give finite, meaningless numbers).
+      for (int64_t l = 0; l < used; ++l)
+        if (!finite[l])
+          for (int64_t u = 0; u < g.size; ++u) values[u][l] = kNaN;
       float* solution_block = solution + (b * g.columns + first) * g.size;
       for (int64_t l = 0; l < used; ++l)
         for (int64_t u = 0; u < g.size; ++u) solution_block[l * g.size + u] = values[u][l];
       if (kFactorize) {
         float* destination = factor_out + b * g.packed * g.columns + first;
         for (int64_t p = 0; p < g.packed; ++p)
-          for (int64_t l = 0; l < used; ++l) destination[p * g.columns + l] = matrix[p][l];
+          for (int64_t l = 0; l < used; ++l) destination[p * g.columns + l] = finite[l] ? matrix[p][l] : kNaN;
       }
     }
   };
