@@ -1,11 +1,11 @@
 """Throughput of PNormRegression(p=1, num_iterations=5) against a plain float32 GEMM, in one run.
 
-    python benchmarks/bench_regression.py [--repeats 10] [--breakdown] [--kernels fused|stock]
+    python benchmarks/bench_regression.py [--repeats 10] [--breakdown] [--solver fused|cholesky|matmul]
 
 Prints ms and GFLOP/s for the forward and forward+backward pass at b=8, n=512, d=256 and k=16, 32,
 64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process, and the ratios. With the
-fused kernel (the default where it builds, pnr_tf.ops.packed_cholesky) it also times k=32 on the
-stock kernels, for the speed-up within one run. The last line is ``fwd_bwd_ratio_to_gemm: R`` for
+fused kernel (the default, pnr_tf.ops.packed_cholesky) it also times k=32 on the stock kernels
+(solver="cholesky"), for the speed-up within one run. The last line is ``fwd_bwd_ratio_to_gemm: R`` for
 k=32. ``--breakdown`` first times the parts of one forward IRLS iteration at k=32, each as its own
 call (so each includes a call and a copy of its output, and the parts add up to more than the
 whole iteration, where the graph overlaps some of them).
@@ -22,15 +22,15 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pnr_tf.layers.regression import ABSOLUTE_RIDGE_FLOOR  # noqa: E402
-from pnr_tf.layers.regression import PNormRegression  # noqa: E402
-from pnr_tf.ops import packed_cholesky  # noqa: E402
-from pnr_tf.ops import symmetric_solve  # noqa: E402
+from pnr_tf.layers.regression import ABSOLUTE_RIDGE_FLOOR
+from pnr_tf.layers.regression import PNormRegression
+from pnr_tf.ops import packed_cholesky
+from pnr_tf.ops import symmetric_solve
+from pnr_tf.ops.solvers import describe_solver
 
 
 def regression_flops(batch_size, num_rows, appearance_dim, pose_dim, num_iterations):
@@ -89,7 +89,7 @@ def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, re
     pose = tf.constant(rng.normal(size=(batch_size, num_rows, pose_dim)).astype(np.float32))
     coefficients = tf.constant(0.1 * rng.normal(size=(batch_size, pose_dim, appearance_dim)).astype(np.float32))
     row_weights = tf.ones((batch_size, num_rows, 1))
-    layer = PNormRegression(p=1)
+    layer = PNormRegression(p=1, solver="fused")
     outer = symmetric_solve.row_outer_products(pose)
 
     def weights_and_rhs(appearance, pose, coefficients):
@@ -113,17 +113,13 @@ def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, re
         "two triangular solves": (lambda factor, rhs: tf.linalg.cholesky_solve(factor, rhs[..., None]), (factor, rhs)),
     }
     library = packed_cholesky.load_library()
-    if library is not None:
-        fused = lambda packed, rhs: library.pnr_packed_cholesky_solve(packed, rhs, ridge=layer.ridge, floor=ABSOLUTE_RIDGE_FLOOR)  # noqa: E731
-        parts["fused kernel: ridge + all solves"] = (fused, (packed, rhs))
-
-    def stock_iteration(*step_arguments):
-        with packed_cholesky.stock_kernels_only():  # entered while tracing, which is what matters
-            return layer._irls_step(*step_arguments)
-
+    fused = lambda packed, rhs: library.pnr_packed_cholesky_solve(packed, rhs, ridge=layer.ridge, floor=ABSOLUTE_RIDGE_FLOOR)  # noqa: E731
+    parts["fused kernel: ridge + all solves"] = (fused, (packed, rhs))
+    stock_layer = PNormRegression(p=1, solver="cholesky")
+    step_arguments = (appearance, pose, outer, row_weights, coefficients)
     parts |= {
-        "whole iteration, stock kernels": (stock_iteration, (appearance, pose, outer, row_weights, coefficients)),
-        "whole iteration": (layer._irls_step, (appearance, pose, outer, row_weights, coefficients)),
+        "whole iteration, stock kernels": (stock_layer._irls_step, step_arguments),
+        "whole iteration": (layer._irls_step, step_arguments),
     }
     milliseconds = {}
     for name, (function, arguments) in parts.items():
@@ -137,27 +133,23 @@ def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, re
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--solver", default="cholesky", choices=["cholesky", "matmul"])
-    parser.add_argument("--breakdown", action="store_true", help="time the parts of one IRLS iteration first")
-    parser.add_argument("--kernels", default="fused", choices=["fused", "stock"], help="IRLS solves: fused C++ kernel or stock TF")
+    parser.add_argument("--solver", default="fused", choices=["fused", "cholesky", "matmul"])
+    parser.add_argument("--breakdown", action="store_true", help="time the parts of one IRLS iteration first (fused only)")
     arguments = parser.parse_args()
 
     batch_size, num_rows, appearance_dim = 8, 512, 256
-    kernels = "stock"
-    if arguments.solver == "cholesky" and arguments.kernels == "fused":
-        if packed_cholesky.load_library() is None:
-            parser.error("the fused kernel did not build (see the warning); run with --kernels stock")
-        kernels = f"fused ({packed_cholesky.library_path().name})"
+    if arguments.solver == "fused":
+        try:
+            packed_cholesky.load_library()
+        except packed_cholesky.KernelUnavailableError as error:
+            parser.error(f"the fused kernel is unavailable ({error}); run with --solver cholesky")
     reference = gemm_gflops(arguments.repeats)
-    print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver={arguments.solver}, kernels: {kernels}")
+    print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}, solver: {describe_solver(arguments.solver)}")
     print(f"gemm_2048_gflops: {reference:.1f}")
-    if arguments.breakdown:
+    if arguments.breakdown and arguments.solver == "fused":
         print_iteration_breakdown(batch_size, num_rows, appearance_dim, 32, arguments.repeats, reference)
 
     def measure(pose_dim):
-        if kernels == "stock":
-            with packed_cholesky.stock_kernels_only():
-                return measure_regression(batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver)
         return measure_regression(batch_size, num_rows, appearance_dim, pose_dim, arguments.repeats, arguments.solver)
 
     ratio_k32 = None
@@ -174,9 +166,8 @@ def main():
         if pose_dim == 32:
             ratio_k32 = forward_backward_gflops / reference
             fused_k32 = (forward_seconds, forward_backward_seconds)
-    if kernels != "stock":
-        with packed_cholesky.stock_kernels_only():
-            stock_k32 = measure_regression(batch_size, num_rows, appearance_dim, 32, arguments.repeats, arguments.solver)
+    if arguments.solver == "fused":
+        stock_k32 = measure_regression(batch_size, num_rows, appearance_dim, 32, arguments.repeats, "cholesky")
         print(
             f"k= 32  stock kernels: forward {stock_k32[0] * 1e3:8.1f} ms, forward+backward {stock_k32[1] * 1e3:8.1f} ms "
             f"(fused is {stock_k32[0] / fused_k32[0]:.2f}x / {stock_k32[1] / fused_k32[1]:.2f}x faster)"

@@ -45,7 +45,7 @@ class ModelConfig:
     num_iterations: int = 5
     delta: float = 1e-2
     ridge: float = 1e-3
-    solver: str = "cholesky"
+    solver: str = "auto"  # "auto" | "fused" | "cholesky" | "matmul": pnr_tf.ops.solvers
     discriminator_filters: int = 64
     discriminator_blocks: int = 3
 
@@ -88,7 +88,7 @@ _CHOICES = {
     "data.on_bad_sample": ("error", "skip"),
     "model.norm": ("batch", "instance"),
     "model.p": (1, 2),
-    "model.solver": ("cholesky", "matmul"),
+    "model.solver": ("auto", "fused", "cholesky", "matmul"),
     "train.mode": ("supervised", "unsupervised"),
 }
 _POSITIVE = {

@@ -9,15 +9,13 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from pnr_tf.config import ConfigError  # noqa: E402
-from pnr_tf.config import load_config  # noqa: E402
-from pnr_tf.config import to_yaml  # noqa: E402
+from pnr_tf.config import ConfigError
+from pnr_tf.config import load_config
+from pnr_tf.config import to_yaml
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pnr_tf.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (defaults: SPEC.md's values)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     parser.add_argument("--output-dir", default=None, help="checkpoints, logs, samples, generator.keras (default runs/<config name>)")
@@ -32,12 +30,15 @@ def main(argv=None):
         return 0
     output_dir = arguments.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(arguments.config or "default"))[0])
 
+    from pnr_tf.ops.packed_cholesky import KernelUnavailableError
     from pnr_tf.training.trainer import Trainer  # imported late: --dry-run and config errors stay fast
 
     try:
         model_path = Trainer(config, output_dir).fit()
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, KernelUnavailableError) as error:
         parser.exit(2, f"error: {error}\n")
+    except FloatingPointError as error:
+        parser.exit(1, f"error: {error}\n")
     if model_path is None:
         return 1
     print(f"saved {model_path}")

@@ -11,7 +11,6 @@ import tensorflow as tf
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.models.generator import PNRGenerator
-from pnr_tf.ops.packed_cholesky import stock_kernels_only
 
 NUM_JOINTS = 18
 SINGLE_SHOT = "serving_default"
@@ -29,14 +28,15 @@ def model_image_size(generator):
 
 
 def with_solver(generator, solver):
-    """A copy of ``generator`` whose regression uses ``solver``, sharing no state with it.
+    """``generator``, or a copy sharing no state with it, whose regression runs ``solver``.
 
-    TFLite needs ``solver="matmul"`` (builtin ops only); the weights are identical because the
-    regression layer has none of its own.
+    Exports need stock ops: a SavedModel ``"cholesky"`` (TF-Serving cannot load our fused kernel),
+    TFLite ``"matmul"`` (builtin ops only). The weights are identical because the regression layer
+    has none of its own.
     """
-    config = generator.get_config()
-    if config["regression"]["config"]["solver"] == solver:
+    if generator.regression.resolved_solver == solver:
         return generator
+    config = generator.get_config()
     config["regression"]["config"]["solver"] = solver
     copy = PNRGenerator.from_config(config)
     copy.build_from_config(generator.get_build_config())
@@ -92,9 +92,7 @@ class ServingFunctions:
             "source_pose": heatmaps(source_keypoints),
             "target_pose": heatmaps(target_keypoints),
         }
-        # Stock ops only: TF-Serving and other SavedModel loaders know nothing of our fused kernel.
-        with stock_kernels_only():
-            generated = self.generator(inputs, training=False)
+        generated = self.generator(inputs, training=False)
         pixels = tf.clip_by_value(tf.round((generated + 1.0) * 127.5), 0.0, 255.0)
         return {OUTPUT_NAME: tf.cast(pixels, tf.uint8)}
 
@@ -117,7 +115,13 @@ class ServingFunctions:
 
 
 def build_export_archive(generator, heatmap_sigma=HEATMAP_SIGMA, validate=True):
-    """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``multi_shot`` endpoints."""
+    """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``multi_shot`` endpoints.
+
+    The regression runs stock TensorFlow ops unless the generator's is ``"matmul"`` already:
+    TF-Serving and other SavedModel loaders know nothing of the fused kernel.
+    """
+    if generator.regression.resolved_solver == "fused":
+        generator = with_solver(generator, "cholesky")
     functions = ServingFunctions(generator, heatmap_sigma, validate)
     archive = keras.export.ExportArchive()
     archive.track(generator)

@@ -3,9 +3,9 @@
 import keras
 import tensorflow as tf
 
-from pnr_tf.ops.packed_cholesky import fused_library
+from pnr_tf.ops.packed_cholesky import load_library
 from pnr_tf.ops.packed_cholesky import packed_cholesky_solve
-from pnr_tf.ops.symmetric_solve import SOLVERS
+from pnr_tf.ops.solvers import resolve_solver
 from pnr_tf.ops.symmetric_solve import add_packed_ridge
 from pnr_tf.ops.symmetric_solve import add_relative_ridge
 from pnr_tf.ops.symmetric_solve import packed_weighted_grams
@@ -33,11 +33,16 @@ class PNormRegression(keras.layers.Layer):
         num_iterations: IRLS iterations T for ``p = 1`` (at least 1).
         delta: residual floor in the IRLS weights ``1 / max(|r|, delta)``.
         ridge: ridge strength relative to the mean diagonal of each Gram matrix.
-        solver: ``"cholesky"`` or ``"matmul"`` (an unrolled Cholesky of matmul, slicing and
-            elementwise ops, which TFLite converts with builtin ops only). ``"cholesky"`` runs the
-            IRLS solves in a fused CPU kernel built on first use (``pnr_tf.ops.packed_cholesky``)
-            and falls back to ``tf.linalg.cholesky`` on GPUs, in exports, or without a compiler.
+        solver: ``"auto"`` (default: the fused CPU kernel of ``pnr_tf.ops.packed_cholesky`` when
+            it builds and no GPU is visible, else ``"cholesky"``), ``"fused"`` (the kernel or an
+            error), ``"cholesky"`` (``tf.linalg.cholesky``) or ``"matmul"`` (an unrolled Cholesky of
+            matmul, slicing and elementwise ops, which TFLite converts with builtin ops only). It is
+            resolved once, when the layer is constructed (``resolved_solver``); the config keeps
+            the requested one, so a saved model resolves again on the machine that loads it.
         **kwargs: forwarded to ``keras.layers.Layer``.
+
+    A system that is not positive definite or holds NaN / inf gives NaN (every solver alike);
+    ``row_weights`` must be finite and non-negative (checked in the graph).
 
     Example:
     >>> regression = PNormRegression(p=1)
@@ -52,7 +57,7 @@ class PNormRegression(keras.layers.Layer):
     Reference: "Pose Guided Person Image Generation with Hidden p-Norm Regression", eq. (1)-(4).
     """
 
-    def __init__(self, p=1, num_iterations=5, delta=1e-2, ridge=1e-3, solver="cholesky", **kwargs):
+    def __init__(self, p=1, num_iterations=5, delta=1e-2, ridge=1e-3, solver="auto", **kwargs):
         # The solve stays float32 under mixed precision: float16 Gram matrices are not usable.
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
@@ -64,13 +69,12 @@ class PNormRegression(keras.layers.Layer):
             raise ValueError(f"delta must be positive, got {delta!r}")
         if not ridge >= 0:
             raise ValueError(f"ridge must be non-negative, got {ridge!r}")
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
         self.p = int(p)
         self.num_iterations = int(num_iterations)
         self.delta = float(delta)
         self.ridge = float(ridge)
         self.solver = solver
+        self.resolved_solver = resolve_solver(solver)  # raises for an unknown name
 
     def estimate(self, appearance, pose, row_weights=None):
         """W (batch, k, d) from appearance (batch, n, d), pose (batch, n, k), row_weights (batch, n) or None."""
@@ -80,7 +84,16 @@ class PNormRegression(keras.layers.Layer):
             raise ValueError("The pose feature size k (last axis) must be known when the graph is built.")
         if row_weights is None:
             row_weights = tf.ones(tf.shape(pose)[:-1], dtype=tf.float32)
-        row_weights = tf.expand_dims(tf.cast(row_weights, tf.float32), -1)  # (batch, n, 1)
+        else:
+            row_weights = tf.cast(row_weights, tf.float32)
+            # A negative or non-finite weight makes the systems indefinite or NaN: refuse it here, by name.
+            checks = [
+                tf.debugging.assert_all_finite(row_weights, "PNormRegression: row_weights must be finite"),
+                tf.debugging.assert_non_negative(row_weights, message="PNormRegression: row_weights must be >= 0"),
+            ]
+            with tf.control_dependencies(checks):
+                row_weights = tf.identity(row_weights)
+        row_weights = tf.expand_dims(row_weights, -1)  # (batch, n, 1)
 
         coefficients = self._least_squares(appearance, pose, row_weights)
         if self.p == 2:
@@ -111,7 +124,7 @@ class PNormRegression(keras.layers.Layer):
         gram = tf.matmul(weighted_pose, pose, transpose_a=True)  # (batch, k, k)
         rhs = tf.matmul(weighted_pose, appearance, transpose_a=True)  # (batch, k, d)
         system = add_relative_ridge(gram, self.ridge, ABSOLUTE_RIDGE_FLOOR)
-        return symmetric_solve(system, rhs, self.solver)
+        return symmetric_solve(system, rhs, self._factorization)
 
     def _irls_step(self, appearance, pose, outer, row_weights, coefficients):
         """One IRLS update of every column of W: w_j = (P^T D_j P + l_j I)^-1 P^T D_j a_j."""
@@ -120,14 +133,18 @@ class PNormRegression(keras.layers.Layer):
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
         rhs = tf.matmul(weights * appearance, pose, transpose_a=True)  # (batch, d, k)
-        library = fused_library() if self.solver == "cholesky" else None
-        if library is not None:  # ridge and solve in one kernel, straight from the packing
-            solution = packed_cholesky_solve(library, packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR)  # (batch, d, k)
+        if self.resolved_solver == "fused":  # ridge and solve in one kernel, straight from the packing
+            solution = packed_cholesky_solve(load_library(), packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR)  # (batch, d, k)
         else:
             packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
             system = unpack_columns(packed, size)  # (batch, d, k, k)
-            solution = tf.squeeze(symmetric_solve(system, tf.expand_dims(rhs, -1), self.solver), -1)
+            solution = tf.squeeze(symmetric_solve(system, tf.expand_dims(rhs, -1), self._factorization), -1)
         return tf.transpose(solution, [0, 2, 1])
+
+    @property
+    def _factorization(self):
+        """The dense factorisation for the solves the fused kernel does not cover (least squares)."""
+        return "matmul" if self.resolved_solver == "matmul" else "cholesky"
 
     def compute_output_shape(self, source_appearance_shape, source_pose_shape, target_pose_shape, row_weights_shape=None):
         return (target_pose_shape[0], target_pose_shape[1], source_appearance_shape[-1])

@@ -8,15 +8,17 @@ Two ideas keep the p-norm regression fast on a CPU and exportable to TFLite:
 * The solve has one custom gradient, shared by two factorisations: ``"cholesky"`` (LAPACK-style
   ``tf.linalg.cholesky``) and ``"matmul"`` (an unrolled Cholesky over the static size ``k`` made of
   slicing, matmul and elementwise ops only, which TFLite converts with builtin ops).
+
+Failure policy, the same for both factorisations and the fused kernel: a system whose matrix is not
+positive definite, or that holds a NaN or an infinity, solves to NaN in every entry of its solution
+column, never to large finite numbers, so a caller's NaN check catches it (training stops naming
+the step). The regression's ridge keeps real pose systems positive definite.
 """
 
 import numpy as np
 import tensorflow as tf
 
-SOLVERS = ("cholesky", "matmul")
-
-# Smallest pivot the unrolled factorisation accepts; the ridge keeps real pivots far above it.
-_MINIMUM_PIVOT = 1e-30
+FACTORIZATIONS = ("cholesky", "matmul")
 
 
 def upper_triangle_indices(size):
@@ -95,7 +97,9 @@ def _unrolled_cholesky(matrix):
     remaining = matrix
     for index in range(size):
         column = remaining[..., :, index : index + 1]
-        pivot = tf.maximum(column[..., index : index + 1, :], _MINIMUM_PIVOT)
+        pivot = column[..., index : index + 1, :]
+        # Not positive definite: NaN (tf.where is a TFLite builtin), which spreads to every later column.
+        pivot = tf.where(pivot > 0, pivot, tf.constant(np.nan, matrix.dtype))
         # Rows above the pivot are zero in exact arithmetic; the mask makes them exactly zero.
         below = tf.constant((np.arange(size) >= index).astype(np.float32).reshape(size, 1), matrix.dtype)
         column = column * tf.math.rsqrt(pivot) * below
@@ -127,36 +131,56 @@ def _unrolled_cholesky_solve(factor, rhs):
     return tf.concat(solution_rows, axis=-2)
 
 
-def cholesky_factor(matrix, solver):
-    if solver == "cholesky":
+def cholesky_factor(matrix, factorization):
+    if factorization == "cholesky":
         return tf.linalg.cholesky(matrix)
-    if solver == "matmul":
+    if factorization == "matmul":
         return _unrolled_cholesky(matrix)
-    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
 
 
-def cholesky_solve(factor, rhs, solver):
-    if solver == "cholesky":
-        return tf.linalg.cholesky_solve(factor, rhs)
-    if solver == "matmul":
-        return _unrolled_cholesky_solve(factor, rhs)
-    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+def cholesky_solve(factor, rhs, factorization):
+    if factorization == "cholesky":
+        solution = tf.linalg.cholesky_solve(factor, rhs)
+    elif factorization == "matmul":
+        solution = _unrolled_cholesky_solve(factor, rhs)
+    else:
+        raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
+    return _nan_unless_finite(factor, rhs, solution)
 
 
-def symmetric_solve(matrix, rhs, solver="cholesky"):
+def _all_finite(tensor, axis):
+    """Whether every value along axis is finite, from TFLite builtins (ABS, LESS_EQUAL, REDUCE_MIN)."""
+    finite = tf.cast(tf.abs(tensor) <= np.finfo(np.float32).max, tensor.dtype)  # False for NaN and inf
+    return tf.reduce_min(finite, axis=axis, keepdims=True) > 0
+
+
+def _nan_unless_finite(factor, rhs, solution):
+    """NaN for every solution column whose factor or rhs column holds a NaN or an infinity.
+
+    Both factorisations already give a NaN factor for a matrix that is not positive definite, but an
+    infinite entry can leave finite, meaningless numbers (or infinities) in the solution.
+    """
+    valid = _all_finite(factor, axis=[-2, -1]) & _all_finite(rhs, axis=-2)
+    return tf.where(valid, solution, tf.constant(np.nan, solution.dtype))
+
+
+def symmetric_solve(matrix, rhs, factorization="cholesky"):
     """x = matrix^{-1} rhs for symmetric positive-definite matrix (..., k, k), rhs (..., k, m).
 
-    The gradient reuses the factor: d rhs = matrix^{-1} g, d matrix = -sym(d rhs x^T). The
-    symmetrised matrix gradient is exact for every caller that builds the matrix symmetrically.
+    A column of x is NaN when the matrix is not positive definite or the system holds a NaN or
+    an infinity (the module's failure policy). The gradient reuses the factor: d rhs =
+    matrix^{-1} g, d matrix = -sym(d rhs x^T). The symmetrised matrix gradient is exact for every
+    caller that builds the matrix symmetrically.
     """
 
     @tf.custom_gradient
     def solve(matrix, rhs):
-        factor = cholesky_factor(matrix, solver)
-        solution = cholesky_solve(factor, rhs, solver)
+        factor = cholesky_factor(matrix, factorization)
+        solution = cholesky_solve(factor, rhs, factorization)
 
         def gradient(upstream):
-            rhs_gradient = cholesky_solve(factor, upstream, solver)
+            rhs_gradient = cholesky_solve(factor, upstream, factorization)
             matrix_gradient = -tf.matmul(rhs_gradient, solution, transpose_b=True)
             matrix_gradient = 0.5 * (matrix_gradient + tf.linalg.matrix_transpose(matrix_gradient))
             return matrix_gradient, rhs_gradient

@@ -2,6 +2,7 @@
 
 Output directory layout:
     config.yaml          the resolved config of the run
+    sessions.jsonl       one line per start: the regression solver it resolved to, devices, versions
     checkpoints/         tf.train.CheckpointManager (models, both optimizers, step, RNG state)
     logs/                TensorBoard scalars (every loss term, learning rate) and image grids
     samples/step_N.png   source | source pose | target pose | generated | target, every sample_every steps
@@ -17,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,7 @@ from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.models.factory import build_discriminator
 from pnr_tf.models.factory import build_generator
+from pnr_tf.ops.solvers import describe_solver
 from pnr_tf.progress import ProgressBar
 from pnr_tf.training.gan_step import GANModels
 from pnr_tf.training.gan_step import GANOptimizers
@@ -221,12 +224,32 @@ class Trainer:
     def _handle_signal(self, number, frame):
         self._stop_signal = number
 
+    def session_record(self):
+        """What this process trains with, beyond the config: the resolved solver, devices, versions."""
+        regression = self.models.generator.regression
+        return {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "start_step": self.step,
+            "solver_requested": regression.solver,
+            "solver": regression.resolved_solver,
+            "solver_detail": describe_solver(regression.resolved_solver),
+            "num_replicas": self.strategy.num_replicas_in_sync,
+            "devices": [device.name for device in tf.config.list_logical_devices()],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        }
+
     def fit(self, samples=None):
         """Trains to train.num_steps (resuming), returns the path of generator.keras (or None if stopped)."""
         config, train = self.config, self.config.train
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        record = self.session_record()
+        print(f"regression solver: {record['solver_detail']}", file=sys.stderr)
         if self.chief:
             (self.output_dir / "config.yaml").write_text(to_yaml(config))
+            # One line per start (a run may resume on another machine): sessions.jsonl.
+            with (self.output_dir / "sessions.jsonl").open("a") as sessions:
+                sessions.write(json.dumps(record) + "\n")
         if samples is None:
             prepare_data(config)
             samples = load_samples(config)
@@ -246,7 +269,13 @@ class Trainer:
                 metrics = {name: float(value) for name, value in step_function(next(iterator)).items()}
                 step = self.step
                 if not all(np.isfinite(list(metrics.values()))):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {metrics}")
+                    # The weights now hold the bad update: stop before any checkpoint keeps them.
+                    terms = ", ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items()))
+                    raise FloatingPointError(
+                        f"non-finite loss at step {step} ({terms}); nothing of this step was saved, the last "
+                        f"checkpoint is {self.manager.latest_checkpoint or 'none'}. A lower train.learning_rate, or "
+                        "a look at the data (pnr_tf.data.pipeline checks it), is the usual cure."
+                    )
                 if step % train.log_every == 0 or step == train.num_steps:
                     progress.update(step, metrics)
                     with writer.as_default(step=step):

@@ -168,3 +168,24 @@ def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(sy
     config = tiny_training_config(synthetic_root, train={"num_steps": 100000})
     trainer = Trainer(config, output)  # restores with assert_existing_objects_matched
     assert trainer.step == int(latest.rsplit("-", 1)[1])
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing_of_it(synthetic_root, tmp_path):
+    config = tiny_training_config(synthetic_root, train={"num_steps": 5, "checkpoint_every": 1, "sample_every": 100})
+    trainer = Trainer(config, tmp_path)
+    decoder_kernel = trainer.models.generator.decoder.to_image.kernel
+    decoder_kernel.assign(np.full(decoder_kernel.shape, np.nan, np.float32))  # every generated pixel NaN
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1 \(.*l1=nan.*\); nothing of this step was saved"):
+        trainer.fit()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
+    assert not (tmp_path / "generator.keras").exists()
+
+
+def test_the_resolved_solver_is_logged_and_recorded_with_the_run(synthetic_root, tmp_path, capsys):
+    import json
+
+    Trainer(tiny_training_config(synthetic_root, train={"num_steps": 1}), tmp_path).fit()
+    record = json.loads((tmp_path / "sessions.jsonl").read_text().splitlines()[-1])
+    assert record["solver_requested"] == "auto" and record["solver"] in ("fused", "cholesky")
+    assert record["start_step"] == 0 and record["num_replicas"] == 1
+    assert f"regression solver: {record['solver_detail']}" in capsys.readouterr().err
