@@ -19,22 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
-import pnr_tf  # noqa: E402, F401
-from pnr_tf.config import load_config  # noqa: E402
-from pnr_tf.export import export_saved_model  # noqa: E402
-from pnr_tf.export.serving_module import ServingFunctions  # noqa: E402
-from pnr_tf.export.serving_module import model_image_size  # noqa: E402
-from pnr_tf.export.tflite import convert_to_tflite  # noqa: E402
-from pnr_tf.models.factory import build_generator  # noqa: E402
-from pnr_tf.models.loading import load_generator  # noqa: E402
-from pnr_tf.serving.client import GeneratorClient  # noqa: E402
-from pnr_tf.serving.dev_server import serve  # noqa: E402
+from pnr_tf.config import load_config
+from pnr_tf.export import export_saved_model
+from pnr_tf.export.serving_module import ServingFunctions
+from pnr_tf.export.serving_module import model_image_size
+from pnr_tf.export.tflite import convert_to_tflite
+from pnr_tf.models.factory import build_generator
+from pnr_tf.models.loading import load_generator
+from pnr_tf.serving.client import GeneratorClient
+from pnr_tf.serving.dev_server import serve
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

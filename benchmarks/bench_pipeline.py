@@ -12,11 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from pnr_tf.data.pipeline import make_dataset  # noqa: E402
-from pnr_tf.data.pipeline import pair_samples  # noqa: E402
-from pnr_tf.data.synthetic import write_synthetic_dataset  # noqa: E402
+from pnr_tf.data.pipeline import make_dataset
+from pnr_tf.data.pipeline import pair_samples
+from pnr_tf.data.synthetic import write_synthetic_dataset
 
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "market_subset"
 

@@ -19,19 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import pnr_tf  # noqa: E402, F401
-from pnr_tf.config import load_config  # noqa: E402
-from pnr_tf.data.pipeline import make_dataset  # noqa: E402
-from pnr_tf.data.pipeline import pair_samples  # noqa: E402
-from pnr_tf.data.synthetic import write_synthetic_dataset  # noqa: E402
-from pnr_tf.models.factory import build_generator  # noqa: E402
-from pnr_tf.training.trainer import Trainer  # noqa: E402
-from pnr_tf.training.trainer import load_samples  # noqa: E402
+import pnr_tf  # noqa: F401
+from pnr_tf.config import load_config
+from pnr_tf.data.pipeline import make_dataset
+from pnr_tf.data.pipeline import pair_samples
+from pnr_tf.data.synthetic import write_synthetic_dataset
+from pnr_tf.models.factory import build_generator
+from pnr_tf.training.trainer import Trainer
+from pnr_tf.training.trainer import load_samples
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

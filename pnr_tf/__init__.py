@@ -1,12 +1,17 @@
 """pnr_tf: pose-guided person image generation with hidden p-norm regression (TensorFlow / Keras 3).
 
-Importing the package registers every layer and model for ``keras.models.load_model``.
+Importing the package registers every layer and model for ``keras.models.load_model``. It also
+imports TensorFlow, with its start-up messages filtered by TF_CPP_MIN_LOG_LEVEL (default 2 here;
+``pnr_tf.tensorflow_logging``), so every ``python -m pnr_tf.*`` command starts quietly.
 """
 
-import os
+from pnr_tf import tensorflow_logging
 
-# Before TensorFlow loads: hide its start-up info lines unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tensorflow_logging.set_default_log_level()
+with tensorflow_logging.quiet_startup():
+    import tensorflow as _tensorflow
+
+    _tensorflow.config.list_physical_devices("GPU")  # the first device listing is when cuInit runs
 
 from pnr_tf.layers.blocks import ConvolutionBlock  # noqa: E402
 from pnr_tf.layers.blocks import ResidualBlock  # noqa: E402

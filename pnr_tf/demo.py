@@ -7,21 +7,18 @@ to identical outputs. Training lands with `python -m pnr_tf.train`.
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cv2
+import keras
+import numpy as np
 
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import pnr_tf  # noqa: E402
-from pnr_tf.data.pipeline import make_dataset  # noqa: E402
-from pnr_tf.data.pipeline import pair_samples  # noqa: E402
-from pnr_tf.data.pipeline import tuple_samples  # noqa: E402
-from pnr_tf.data.synthetic import write_synthetic_dataset  # noqa: E402
+import pnr_tf
+from pnr_tf.data.pipeline import make_dataset
+from pnr_tf.data.pipeline import pair_samples
+from pnr_tf.data.pipeline import tuple_samples
+from pnr_tf.data.synthetic import write_synthetic_dataset
 
 
 def pose_picture(heatmaps):

@@ -12,11 +12,8 @@ SSIM and mask-SSIM need no weights; IS, mask-IS and FID need Keras' InceptionV3 
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_num_sources(text):

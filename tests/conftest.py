@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pnr_tf.tensorflow_logging  # noqa: E402, F401  (TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 
 import pytest  # noqa: E402
 

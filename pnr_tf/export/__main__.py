@@ -14,8 +14,6 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 FORMATS = ("saved_model", "tflite", "keras")
 
 

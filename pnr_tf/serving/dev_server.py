@@ -10,24 +10,21 @@ TF-Serving itself: see export/README.md and export/compose.yaml.
 """
 
 import argparse
-import os
 import signal
 import sys
 import threading
 from concurrent import futures
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import grpc
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-import grpc  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import get_model_metadata_pb2  # noqa: E402
-from tensorflow_serving.apis import predict_pb2  # noqa: E402
-from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
-
-from pnr_tf.export.saved_model import existing_versions  # noqa: E402
+from pnr_tf.export.saved_model import existing_versions
 
 DEFAULT_SIGNATURE = "serving_default"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # TF-Serving's own limit is large too; gRPC's default is 4 MB
