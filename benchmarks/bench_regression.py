@@ -118,8 +118,8 @@ def print_iteration_breakdown(batch_size, num_rows, appearance_dim, pose_dim, re
     stock_layer = PNormRegression(p=1, solver="cholesky")
     step_arguments = (appearance, pose, outer, row_weights, coefficients)
     parts |= {
-        "whole iteration, stock kernels": (stock_layer._irls_step, step_arguments),
-        "whole iteration": (layer._irls_step, step_arguments),
+        "whole iteration, stock kernels": (stock_layer.irls_step, step_arguments),
+        "whole iteration": (layer.irls_step, step_arguments),
     }
     milliseconds = {}
     for name, (function, arguments) in parts.items():

@@ -105,7 +105,7 @@ class PNormRegression(keras.layers.Layer):
         stopped = [tf.stop_gradient(tensor) for tensor in (appearance, pose, outer, row_weights)]
 
         def body(iteration, current):
-            return iteration + 1, self._irls_step(*stopped, current)
+            return iteration + 1, self.irls_step(*stopped, current, differentiable=False)
 
         _, coefficients = tf.while_loop(
             lambda iteration, current: iteration < self.num_iterations - 1,
@@ -113,7 +113,7 @@ class PNormRegression(keras.layers.Layer):
             (tf.constant(0), tf.stop_gradient(coefficients)),
         )
         # The last iteration carries the gradient, from the incoming W held constant.
-        return self._irls_step(appearance, pose, outer, row_weights, tf.stop_gradient(coefficients))
+        return self.irls_step(appearance, pose, outer, row_weights, tf.stop_gradient(coefficients))
 
     def call(self, source_appearance, source_pose, target_pose, row_weights=None):
         coefficients = self.estimate(source_appearance, source_pose, row_weights)
@@ -126,15 +126,24 @@ class PNormRegression(keras.layers.Layer):
         system = add_relative_ridge(gram, self.ridge, ABSOLUTE_RIDGE_FLOOR)
         return symmetric_solve(system, rhs, self._factorization)
 
-    def _irls_step(self, appearance, pose, outer, row_weights, coefficients):
-        """One IRLS update of every column of W: w_j = (P^T D_j P + l_j I)^-1 P^T D_j a_j."""
-        residual = appearance - tf.matmul(pose, coefficients)
-        weights = row_weights / tf.maximum(tf.abs(residual), self.delta)  # (batch, n, d)
+    def irls_step(self, appearance, pose, outer, row_weights, coefficients, differentiable=True):
+        """One IRLS update of every column of W: w_j = (P^T D_j P + l_j I)^-1 P^T D_j a_j.
+
+        appearance (b, n, d), pose (b, n, k), outer = ``row_outer_products(pose)``, row_weights
+        (b, n, 1), coefficients (b, k, d). ``differentiable=False`` lets the fused kernel skip what
+        only the gradient needs.
+        """
+        prediction = tf.matmul(pose, coefficients)
+        if self.resolved_solver == "fused" and not differentiable:  # one pass over memory, no gradient
+            weights, weighted_appearance = load_library().pnr_irls_weights(appearance, prediction, row_weights, delta=self.delta)
+        else:
+            weights = row_weights / tf.maximum(tf.abs(appearance - prediction), self.delta)  # (batch, n, d)
+            weighted_appearance = weights * appearance
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
-        rhs = tf.matmul(weights * appearance, pose, transpose_a=True)  # (batch, d, k)
+        rhs = tf.matmul(weighted_appearance, pose, transpose_a=True)  # (batch, d, k)
         if self.resolved_solver == "fused":  # ridge and solve in one kernel, straight from the packing
-            solution = packed_cholesky_solve(load_library(), packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR)  # (batch, d, k)
+            solution = packed_cholesky_solve(load_library(), packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR, differentiable)  # (batch, d, k)
         else:
             packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
             system = unpack_columns(packed, size)  # (batch, d, k, k)

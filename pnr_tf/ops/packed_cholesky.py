@@ -251,7 +251,7 @@ def load_library(cache_dir=None, timeout=DEFAULT_TIMEOUT_SECONDS):
         return _loaded[str(path)]
 
 
-def packed_cholesky_solve(library, packed, rhs, ridge=0.0, floor=0.0):
+def packed_cholesky_solve(library, packed, rhs, ridge=0.0, floor=0.0, differentiable=True):
     """x_j = M_j^{-1} rhs_j for every column, M_j = G_j + (ridge * mean(diag G_j) + floor) I.
 
     packed (b, k(k+1)/2, d) holds the upper triangles of the G_j (``add_packed_ridge`` is done
@@ -259,8 +259,11 @@ def packed_cholesky_solve(library, packed, rhs, ridge=0.0, floor=0.0):
     definite, or that holds a NaN or infinity (matrix or rhs), gives NaN in all of its solution.
     The gradient reuses the factor: d rhs = M^{-1} g and d M = -sym(d rhs x^T), written back in
     packed form, where an off-diagonal entry stands for both (u, v) and (v, u); the ridge adds
-    (ridge / k) trace(d M) to the diagonal.
+    (ridge / k) trace(d M) to the diagonal. ``differentiable=False`` (IRLS iterations under
+    stop_gradient) skips writing the factor the gradient would need.
     """
+    if not differentiable:
+        return library.pnr_packed_cholesky_solve(packed, rhs, ridge=float(ridge), floor=float(floor), with_factor=False)[0]
     size = rhs.shape[-1]
     rows, columns = upper_triangle_indices(size)
     diagonal = (rows == columns).astype(np.float32).reshape(-1, 1)

@@ -88,6 +88,30 @@ def test_gradients_match_float64_autodiff_of_a_dense_solve(library, ridge, floor
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * np.abs(want.numpy()).max())
 
 
+def test_without_the_factor_the_solution_is_the_same_and_no_factor_is_written(library):
+    rng = np.random.default_rng(8)
+    _, packed, rhs = random_packed_systems(rng, 2, 6, 21)
+    solution, factor = library.pnr_packed_cholesky_solve(packed, rhs, ridge=1e-3, floor=1e-6)
+    lean_solution, no_factor = library.pnr_packed_cholesky_solve(packed, rhs, ridge=1e-3, floor=1e-6, with_factor=False)
+    np.testing.assert_array_equal(lean_solution.numpy(), solution.numpy())
+    assert factor.shape == packed.shape and no_factor.shape == (0, 0, 0)
+
+
+def test_irls_weights_match_numpy_and_keep_nan(library):
+    rng = np.random.default_rng(9)
+    appearance = rng.normal(size=(2, 30, 7)).astype(np.float32)
+    prediction = appearance + rng.normal(scale=0.05, size=appearance.shape).astype(np.float32)
+    prediction[0, 0, :3] = appearance[0, 0, :3]  # zero residuals: the floor delta applies
+    prediction[1, 5, 2] = np.nan
+    row_weights = (rng.uniform(size=(2, 30, 1)) < 0.7).astype(np.float32)
+    weights, weighted = library.pnr_irls_weights(appearance, prediction, row_weights, delta=1e-2)
+    residual = np.abs(appearance.astype(np.float64) - prediction)
+    expected = row_weights / np.where(residual < 1e-2, 1e-2, residual)  # NaN stays NaN (np.maximum would too)
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(weighted.numpy(), expected * appearance, rtol=1e-6)
+    assert np.isnan(weights.numpy()[1, 5, 2]) and np.isfinite(np.delete(weights.numpy().reshape(-1), 1 * 30 * 7 + 5 * 7 + 2)).all()
+
+
 def test_mismatched_shapes_fail_with_invalid_argument(library):
     packed = tf.ones((2, 10, 3))  # q = 10 means k = 4
     with pytest.raises(tf.errors.InvalidArgumentError, match="shapes do not match"):
