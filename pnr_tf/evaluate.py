@@ -5,15 +5,20 @@
         --pairs market-pairs-test.csv --image-dir bounding_box_test --dataset market
     python -m pnr_tf.evaluate --model runs/lad --tuples tuples-test.csv --num-sources 1,3,5   # Table 2 layout
     python -m pnr_tf.evaluate --images results/patn/images --data-root /data/market ...   # PATN strips / plain files
+    python -m pnr_tf.evaluate --baseline copy-source --data-root data/synthetic            # a baseline as the method
 
 Writes metrics.json, per_pair.csv and best_worst.png (8 best and 8 worst pairs by SSIM) to --out.
-SSIM and mask-SSIM need no weights; IS, mask-IS and FID need Keras' InceptionV3 ImageNet file
+Every report also scores two trivial baselines on the same pairs (copy the source photo; the mean
+target image for every pair), printed and stored beside the model's numbers; --baseline scores one
+of them as the method. SSIM, mask-SSIM and L1 (mean absolute error on [-1, 1]) need no weights; IS, mask-IS and FID need Keras' InceptionV3 ImageNet file
 (--inception-weights, or the Keras cache); --no-inception scores the SSIM family alone.
 """
 
 import argparse
 import sys
 from pathlib import Path
+
+from pnr_tf.evaluation.baselines import BASELINES
 
 
 def parse_num_sources(text):
@@ -31,12 +36,13 @@ def build_parser():
         prog="python -m pnr_tf.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="generator .keras file or training run directory")
+    what.add_argument("--model", help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
     what.add_argument("--images", help="folder of another method's outputs: {from}___{to}_vis.png strips or {from}___{to}.png")
+    what.add_argument("--baseline", choices=BASELINES, help="score a trivial baseline as the method (every report shows both)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default: the run's data.root, else data/synthetic)")
     parser.add_argument("--annotations", default="annotations.csv", help="keypoint file, relative to --data-root")
     parser.add_argument("--image-dir", default="images", help="image folder, relative to --data-root")
-    parser.add_argument("--pairs", default=None, help="pair file (default pairs-test.csv under --data-root)")
+    parser.add_argument("--pairs", default=None, help="pair file (default: the run's split/pairs-test.csv, else pairs-test.csv under --data-root)")
     parser.add_argument("--tuples", default=None, help="multi-shot tuple file (from_0,...,from_{M-1},to)")
     parser.add_argument("--num-sources", type=parse_num_sources, default=None, help="with --tuples: e.g. 1,3,5")
     parser.add_argument("--out", default=None, help="report folder (default <run>/evaluation or evaluation/)")
@@ -65,6 +71,8 @@ def main(argv=None):
         parser.error("--num-sources needs --tuples")
     if arguments.tuples and arguments.images:
         parser.error("--tuples scores a model; a folder of images is scored by its file names")
+    if arguments.baseline and arguments.tuples:
+        parser.error("--baseline scores pairs (--pairs)")
     if arguments.limit is not None and arguments.limit < 1:
         parser.error("--limit must be >= 1")
 
@@ -77,12 +85,12 @@ def main(argv=None):
     from pnr_tf.data.pipeline import build_sample_set
     from pnr_tf.evaluation import evaluate
     from pnr_tf.models.loading import load_generator
-    from pnr_tf.models.loading import resolve_model_path
+    from pnr_tf.models.loading import locate_model
 
     try:
         run_config = None
         if arguments.model:
-            config_path = resolve_model_path(arguments.model).parent / "config.yaml"
+            config_path = locate_model(arguments.model).run_dir / "config.yaml"
             run_config = load_config(str(config_path)) if config_path.is_file() else None
         root = arguments.data_root or (run_config.data.root if run_config else "data/synthetic")
         annotation_path = resolve(root, arguments.annotations)
@@ -91,7 +99,7 @@ def main(argv=None):
             raise FileNotFoundError(f"annotation file {annotation_path} does not exist (set --data-root / --annotations)")
         annotations = read_annotations(annotation_path)
         out_dir = Path(arguments.out) if arguments.out else (
-            resolve_model_path(arguments.model).parent / "evaluation" if arguments.model else Path("evaluation")
+            locate_model(arguments.model).run_dir / "evaluation" if arguments.model else Path("evaluation")
         )  # fmt: skip
         is_market = arguments.dataset == "market" or (
             arguments.dataset == "auto" and "market" in f"{root} {annotation_path} {arguments.images or ''}".lower()
@@ -101,11 +109,13 @@ def main(argv=None):
         if arguments.images:
             sets["images"] = evaluate.read_generated_folder(arguments.images, annotations, image_dir, arguments.limit)
         else:
-            generator = load_generator(arguments.model)
+            generator, image_size = None, (128, 64)
             sigma = arguments.heatmap_sigma or (run_config.data.heatmap_sigma if run_config else 6.0)
-            from pnr_tf.export.serving_module import model_image_size
+            if arguments.model:
+                generator = load_generator(arguments.model)
+                from pnr_tf.export.serving_module import model_image_size
 
-            image_size = model_image_size(generator)
+                image_size = model_image_size(generator)
             if arguments.tuples:
                 if not resolve(root, arguments.tuples).is_file():
                     raise FileNotFoundError(f"tuple file {resolve(root, arguments.tuples)} does not exist (set --tuples)")
@@ -117,6 +127,10 @@ def main(argv=None):
                 row_file = str(resolve(root, arguments.tuples))
             else:
                 pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
+                split_test = locate_model(arguments.model).run_dir / "split" / "pairs-test.csv" if arguments.model else None
+                if arguments.pairs is None and split_test is not None and split_test.is_file():
+                    pairs_path = split_test  # the identities this run held out (data.test_identities)
+                    print(f"scoring the run's held-out identities: {pairs_path}", file=sys.stderr)
                 if not pairs_path.is_file():
                     raise FileNotFoundError(f"pair file {pairs_path} does not exist (set --pairs)")
                 rows = [((source,), target) for source, target in read_pairs(pairs_path)]
@@ -136,25 +150,31 @@ def main(argv=None):
 
             inception = build_inception(arguments.inception_weights)
 
-        if arguments.model:
+        if not arguments.images:
             for count in counts:
-                name = "pairs" if count is None else f"M={count}"
-                print(f"generating {len(samples)} images ({name})", file=sys.stderr)
-                sets[name] = evaluate.generate_set(generator, samples, rows, image_size, arguments.batch_size, sigma, count)
+                name = arguments.baseline or ("pairs" if count is None else f"M={count}")
+                print(f"{'decoding' if arguments.baseline else 'generating'} {len(samples)} images ({name})", file=sys.stderr)
+                sets[name] = evaluate.generate_set(
+                    generator, samples, rows, image_size, arguments.batch_size, sigma, count, baseline=arguments.baseline
+                )
 
-        metrics = {}
+        metrics, baselines = {}, {}
         for name, scored_set in sets.items():
             print(f"scoring {len(scored_set)} pairs ({name})", file=sys.stderr)
             metrics[name], per_pair = evaluate.score(scored_set, inception, arguments.fid_cache, inception_key)
             prefix = "" if len(sets) == 1 else f"{name.replace('=', '')}_"
             evaluate.write_report(out_dir, metrics[name], scored_set, per_pair, prefix)
+            # Every set of pairs gets its own baselines (multi-shot sets share pairs, so one suffices).
+            if not baselines:
+                baselines = evaluate.baseline_metrics(scored_set)
         report = metrics[next(iter(metrics))] if len(metrics) == 1 else {"by_num_sources": metrics}
-        report["source"] = str(arguments.model or arguments.images)
+        report["source"] = str(arguments.model or arguments.images or f"baseline: {arguments.baseline}")
+        report["baselines"] = baselines
         evaluate.write_metrics(out_dir, report)
     except (FileNotFoundError, ValueError, DataFormatError, BadSampleError) as error:
         parser.exit(2, f"error: {error}\n")
 
-    print(evaluate.comparison_table(metrics, evaluate.PAPER_MARKET if is_market else None))
+    print(evaluate.comparison_table(metrics, evaluate.PAPER_MARKET if is_market else None, baselines))
     if is_market and inception is not None:
         print("(IS here uses Keras' 1000-class InceptionV3; the paper's used the 1008-class TF graph: compare IS across methods scored here)")
     print(f"wrote {out_dir / 'metrics.json'}, per-pair CSV and best/worst grid")

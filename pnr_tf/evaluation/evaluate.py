@@ -7,12 +7,15 @@ it; ``write_report`` writes metrics.json, per_pair.csv and best_worst.png.
 
 import csv
 import dataclasses
+import functools
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from pnr_tf.evaluation.baselines import BASELINES
+from pnr_tf.evaluation.baselines import baseline_images
 from pnr_tf.evaluation.fid import cached_statistics
 from pnr_tf.evaluation.fid import feature_statistics
 from pnr_tf.evaluation.fid import frechet_distance
@@ -49,14 +52,22 @@ class ScoredSet:
     def __len__(self):
         return len(self.names)
 
+    @functools.cached_property
+    def masks(self):
+        """(N, H, W, 1) 0/1 target body masks for mask-SSIM and mask-IS, computed once."""
+        return body_masks(self.target_keypoints, *self.targets.shape[1:3])
+
 
 def to_uint8(images):
     """[-1, 1] floats -> uint8 pixels, rounded (as the exported models do)."""
     return np.clip(np.round((np.asarray(images, np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def generate_set(generator, samples, names, image_size, batch_size=16, heatmap_sigma=6.0, num_sources=None):
-    """Runs the generator over a SampleSet; num_sources keeps the first M sources of each tuple."""
+def generate_set(generator, samples, names, image_size, batch_size=16, heatmap_sigma=6.0, num_sources=None, baseline=None):
+    """Runs the generator over a SampleSet; num_sources keeps the first M sources of each tuple.
+
+    With ``generator=None`` and a ``baseline`` name, the "generated" images are that baseline's.
+    """
     from pnr_tf.data.pipeline import make_dataset
 
     dataset = make_dataset(
@@ -69,16 +80,18 @@ def generate_set(generator, samples, names, image_size, batch_size=16, heatmap_s
         if num_sources is not None:
             inputs["source_image"] = inputs["source_image"][:, :num_sources]
             inputs["source_pose"] = inputs["source_pose"][:, :num_sources]
-        generated.append(to_uint8(generator(inputs, training=False)))
+        if generator is not None:
+            generated.append(to_uint8(generator(inputs, training=False)))
         sources.append(to_uint8(batch["source_image"][:, 0]))
         targets.append(to_uint8(batch["target_image"]))
-        progress.update(sum(len(part) for part in generated))
+        progress.update(sum(len(part) for part in targets))
     progress.close()
+    sources, targets = np.concatenate(sources), np.concatenate(targets)
     return ScoredSet(
         names=names,
-        sources=np.concatenate(sources),
-        targets=np.concatenate(targets),
-        generated=np.concatenate(generated),
+        sources=sources,
+        targets=targets,
+        generated=np.concatenate(generated) if generator is not None else baseline_images(baseline, sources, targets),
         target_keypoints=samples.target_keypoints,
         target_paths=list(samples.target_paths),
     )
@@ -130,24 +143,49 @@ def read_generated_folder(folder, annotations, image_dir=None, limit=None):
     return ScoredSet(names, np.stack(sources), np.stack(targets), np.stack(generated), np.asarray(keypoints, np.float32), target_paths)
 
 
+def l1_distance(targets, generated):
+    """Per-image mean absolute difference on [-1, 1] (uint8 levels / 127.5), the training loss's scale."""
+    difference = np.abs(np.asarray(targets, np.float64) - np.asarray(generated, np.float64)) / 127.5
+    return difference.reshape(len(difference), -1).mean(axis=1)
+
+
+def pair_scores(targets, generated, masks=None, show_progress=False):
+    """Per-pair SSIM and L1, and mask-SSIM when (N, H, W, 1) body masks are given."""
+    ssim, mask_ssim = [], []
+    progress = ProgressBar(len(targets), unit="pair") if show_progress else None
+    for index, (target, image) in enumerate(zip(targets, generated)):
+        ssim.append(structural_similarity(target, image))
+        if masks is not None:
+            mask_ssim.append(mask_ssim_scores(target[np.newaxis], image[np.newaxis], masks[index][np.newaxis])[0])
+        if progress and ((index + 1) % 200 == 0 or index + 1 == len(targets)):
+            progress.update(index + 1, {"ssim": float(np.mean(ssim))})
+    if progress:
+        progress.close()
+    scores = {"ssim": np.array(ssim), "l1": l1_distance(targets, generated)}
+    if masks is not None:
+        scores["mask_ssim"] = np.array(mask_ssim)
+    return scores
+
+
+def baseline_metrics(scored_set, with_masks=True):
+    """{baseline name: {ssim, l1[, mask_ssim]}} on the pairs of a scored set (pnr_tf.evaluation.baselines)."""
+    results = {}
+    for name in BASELINES:
+        images = baseline_images(name, scored_set.sources, scored_set.targets)
+        scores = pair_scores(scored_set.targets, images, scored_set.masks if with_masks else None)
+        results[name] = {metric: float(np.mean(values)) for metric, values in scores.items()}
+    return results
+
+
 def score(scored_set, inception=None, fid_cache_dir=None, inception_key="imagenet"):
     """{metric: value} and {per-pair metric: array}. IS, mask-IS and FID need ``inception``.
 
     FID compares the generated images with the set's real target images (each distinct image once);
     their statistics are cached in fid_cache_dir when given.
     """
-    height, width = scored_set.targets.shape[1:3]
-    masks = body_masks(scored_set.target_keypoints, height, width)
-    ssim, mask_ssim = [], []
-    progress = ProgressBar(len(scored_set), unit="pair")
-    for index, (target, generated, mask) in enumerate(zip(scored_set.targets, scored_set.generated, masks)):
-        ssim.append(structural_similarity(target, generated))
-        mask_ssim.append(mask_ssim_scores(target[np.newaxis], generated[np.newaxis], mask[np.newaxis])[0])
-        if (index + 1) % 200 == 0 or index + 1 == len(scored_set):
-            progress.update(index + 1, {"ssim": float(np.mean(ssim))})
-    progress.close()
-    per_pair = {"ssim": np.array(ssim), "mask_ssim": np.array(mask_ssim)}
-    metrics = {"num_pairs": len(scored_set), "ssim": float(np.mean(ssim)), "mask_ssim": float(np.mean(mask_ssim))}
+    masks = scored_set.masks
+    per_pair = pair_scores(scored_set.targets, scored_set.generated, masks, show_progress=True)
+    metrics = {"num_pairs": len(scored_set), **{name: float(np.mean(values)) for name, values in per_pair.items()}}
     if inception is None:
         return metrics, per_pair
     if len(scored_set) < NUM_SPLITS:
@@ -204,12 +242,12 @@ def write_metrics(out_dir, metrics):
     return path
 
 
-def comparison_table(metrics_by_set, paper=None):
-    """Text table: our metrics per set, and the paper's rows below when given."""
-    columns = ["ssim", "mask_ssim", "is", "mask_is", "fid"]
-    lines = [f"{'':28s}" + "".join(f"{column:>11s}" for column in columns)]
-    for name, metrics in metrics_by_set.items():
-        lines.append(f"{name:28s}" + "".join(f"{metrics[c]:11.3f}" if c in metrics else f"{'-':>11s}" for c in columns))
-    for name, metrics in (paper or {}).items():
-        lines.append(f"{'paper: ' + name:28s}" + "".join(f"{metrics[c]:11.3f}" if c in metrics else f"{'-':>11s}" for c in columns))
+def comparison_table(metrics_by_set, paper=None, baselines=None):
+    """Text table: our metrics per set, the trivial baselines on the same pairs, the paper's rows."""
+    columns = ["ssim", "mask_ssim", "l1", "is", "mask_is", "fid"]
+    lines = [f"{'':30s}" + "".join(f"{column:>11s}" for column in columns)]
+    sections = [("", metrics_by_set), ("baseline: ", baselines or {}), ("paper: ", paper or {})]
+    for prefix, rows in sections:
+        for name, metrics in rows.items():
+            lines.append(f"{prefix + name:30s}" + "".join(f"{metrics[c]:11.3f}" if c in metrics else f"{'-':>11s}" for c in columns))
     return "\n".join(lines)

@@ -42,8 +42,10 @@ def test_model_scores_equal_scikit_image_on_independently_generated_images(tiny_
         assert float(row["ssim"]) == pytest.approx(patn_ssim(target_image, generated[0]), abs=1e-3)
         mask = body_masks(annotations[target][np.newaxis], 128, 64)[0]
         assert float(row["mask_ssim"]) == pytest.approx(patn_ssim(target_image * mask, generated[0] * mask), abs=1e-3)
+        assert float(row["l1"]) == pytest.approx(np.abs(target_image / 127.5 - generated[0] / 127.5).mean(), abs=2e-3)
     assert metrics["num_pairs"] == 6
     assert metrics["ssim"] == pytest.approx(np.mean([float(row["ssim"]) for row in rows]), abs=1e-6)
+    assert metrics["l1"] == pytest.approx(np.mean([float(row["l1"]) for row in rows]), abs=1e-6)
     grid = cv2.imread(str(out / "best_worst.png"))
     assert grid.shape[0] > 6 * 128 - 10  # 3 best + 3 worst rows of 128-pixel images
 
@@ -143,3 +145,31 @@ def test_real_market_subset_model_and_copy_baseline_with_the_papers_numbers(tiny
     for source, target in pairs:
         reference = patn_ssim(read_rgb(subset / "images" / target), read_rgb(subset / "images" / source))
         assert rows[target] == pytest.approx(reference, abs=1e-4)
+
+
+def test_baselines_are_scored_as_a_method_and_beside_every_model(tiny_model_run, synthetic_root, tmp_path, capsys):
+    pairs = read_pairs(synthetic_root / "pairs-test.csv")[:8]
+    images = synthetic_root / "images"
+    targets = np.stack([read_rgb(images / target) for _, target in pairs])
+    sources = np.stack([read_rgb(images / source) for source, _ in pairs])
+    mean_image = np.round(targets.astype(np.float64).mean(axis=0)).astype(np.uint8)
+    expected = {
+        "copy-source": {"ssim": np.mean([patn_ssim(t, s) for t, s in zip(targets, sources)]),
+                        "l1": np.abs(targets / 127.5 - sources / 127.5).mean()},
+        "mean-image": {"ssim": np.mean([patn_ssim(t, mean_image) for t in targets]), "l1": np.abs(targets / 127.5 - mean_image / 127.5).mean()},
+    }  # fmt: skip
+    common = ["--data-root", str(synthetic_root), "--no-inception", "--limit", "8"]
+    for name in ("copy-source", "mean-image"):
+        out = tmp_path / name
+        assert evaluate_main(["--baseline", name, *common, "--out", str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["ssim"] == pytest.approx(expected[name]["ssim"], abs=1e-4)
+        assert metrics["l1"] == pytest.approx(expected[name]["l1"], abs=1e-6)
+    capsys.readouterr()
+    run_dir, _ = tiny_model_run
+    assert evaluate_main(["--model", str(run_dir), *common, "--out", str(tmp_path / "model")]) == 0
+    table = capsys.readouterr().out
+    report = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    for name in ("copy-source", "mean-image"):
+        assert report["baselines"][name]["ssim"] == pytest.approx(expected[name]["ssim"], abs=1e-4)
+        assert f"baseline: {name}" in table
