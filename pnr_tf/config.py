@@ -18,6 +18,13 @@ class ConfigError(ValueError):
 class DataConfig:
     root: str = "data/synthetic"  # a folder with images/, annotations.csv and the pair file
     pairs_file: str = "pairs.csv"  # relative to root unless absolute
+    # Held-out pairs scored during training (SSIM, L1) every train.validate_every steps; None: no validation.
+    validation_pairs: typing.Optional[str] = None
+    # Fractions of the pair file's identities held out (seeded by train.seed): the run writes
+    # split/pairs-{train,validation,test}.csv, trains on the first, validates on the second
+    # (unless validation_pairs is set) and `python -m pnr_tf.evaluate --model RUN` scores the third.
+    validation_identities: float = 0.0
+    test_identities: float = 0.0
     annotation_file: str = "annotations.csv"
     image_dir: str = "images"
     image_height: int = 128
@@ -56,6 +63,11 @@ class LossConfig:
     perceptual_weight: float = 10.0
     gan_appearance_weight: float = 5.0
     gan_pose_weight: float = 5.0
+    # The adversarial terms (and the discriminators' training) start after this many steps of
+    # reconstruction only (L1, perceptual), then ramp linearly to their weights over the next
+    # adversarial_ramp_steps. 0 and 0: the paper's schedule, adversarial from the first step.
+    adversarial_warmup_steps: int = 0
+    adversarial_ramp_steps: int = 0
     vgg19_weights: typing.Optional[str] = None  # None: the standard Keras cache file
 
 
@@ -70,9 +82,14 @@ class TrainConfig:
     beta_2: float = 0.999
     seed: int = 0
     mixed_precision: bool = False
+    # Samples, validation and the saved generator use an exponential moving average of the
+    # generator's weights (decay min(ema_decay, (1 + t) / (10 + t)) at step t); 0 turns it off.
+    ema_decay: float = 0.999
     log_every: int = 10
     sample_every: int = 100
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100  # generator.keras is written with every checkpoint
+    validate_every: int = 500
+    validation_size: int = 256  # pairs of data.validation_pairs scored (the first N); 0: all
     max_checkpoints: int = 3
 
 
@@ -95,6 +112,7 @@ _POSITIVE = {
     "data.image_height", "data.image_width", "data.heatmap_sigma", "model.base_filters", "model.pose_dim",
     "model.num_iterations", "model.delta", "model.discriminator_filters", "train.batch_size", "train.num_steps",
     "train.learning_rate", "train.log_every", "train.sample_every", "train.checkpoint_every", "train.max_checkpoints",
+    "train.validate_every",
 }  # fmt: skip
 
 
@@ -161,6 +179,14 @@ def validate(config):
     for key in _POSITIVE:
         if not _lookup(config, key) > 0:
             raise ConfigError(f"{key} must be positive, got {_lookup(config, key)!r}")
+    for key in ("loss.adversarial_warmup_steps", "loss.adversarial_ramp_steps", "train.validation_size"):
+        if _lookup(config, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
+    for key in ("data.validation_identities", "data.test_identities"):
+        if not 0 <= _lookup(config, key) < 1:
+            raise ConfigError(f"{key} must be in [0, 1), got {_lookup(config, key)!r}")
+    if not 0 <= config.train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     if not 0 < config.train.row_keep_probability <= 1:
         raise ConfigError(f"train.row_keep_probability must be in (0, 1], got {config.train.row_keep_probability}")
     for key in ("data.image_height", "data.image_width"):
@@ -211,6 +237,8 @@ def check_data_paths(config, mode=None):
     needed = [("data.annotation_file", config.data.annotation_file), ("data.image_dir", config.data.image_dir)]
     if mode == "supervised":
         needed.append(("data.pairs_file", config.data.pairs_file))
+    if config.data.validation_pairs:
+        needed.append(("data.validation_pairs", config.data.validation_pairs))
     for key, name in needed:
         path = config.data.path(name)
         if not path.exists():

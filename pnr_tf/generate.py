@@ -21,7 +21,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m pnr_tf.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="generator .keras file or training run directory")
+    parser.add_argument("--model", required=True, help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
     parser.add_argument("--source", action="append", required=True, help="a photo of the person (repeat for multi-shot)")
     parser.add_argument("--source-keypoints", action="append", default=[], help="JSON keypoints of each --source, in order")
     parser.add_argument("--annotations", default=None, help="annotation file giving keypoints by image name")

@@ -37,6 +37,20 @@ def tiny_generator(p=1, solver="auto", pose_dim=4, num_iterations=3, row_keep_pr
     )
 
 
+def spread_outputs(generator, inputs, minimum_levels=150):
+    """Scales the decoder's last convolution so the generator's uint8 outputs span many levels.
+
+    A fresh decoder's output sits within a few levels of grey, which would let a wrong export or a
+    constant image pass 1-level comparisons; output = tanh(linear in that kernel), so scaling it spreads them.
+    """
+    outputs = np.asarray(generator(inputs))
+    kernel = generator.decoder.to_image.kernel
+    kernel.assign(kernel * (0.6 / np.arctanh(np.clip(outputs, -0.99, 0.99)).std()))
+    outputs = np.asarray(generator(inputs))
+    assert np.ptp(outputs) * 127.5 > minimum_levels, np.ptp(outputs)
+    return generator
+
+
 def random_generator_inputs(batch_size=2, num_sources=1, height=16, width=8, seed=0):
     rng = np.random.default_rng(seed)
     source_shape = (batch_size, num_sources, height, width)

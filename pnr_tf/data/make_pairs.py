@@ -52,6 +52,30 @@ def make_pairs(annotations, num_pairs=None, seed=0):
     return [pairs[index] for index in sorted(chosen)]
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def split_identities(identities, validation_fraction, test_fraction, seed=0):
+    """{split: set of identities}: a seeded shuffle of the sorted identities, cut by the fractions.
+
+    Held-out splits get at least one identity when their fraction is positive, so pairs of people
+    the model never saw exist even in a small set.
+    """
+    identities = sorted(set(identities))
+    order = [identities[index] for index in np.random.default_rng(seed).permutation(len(identities))]
+    counts = [max(1, round(fraction * len(order))) if fraction > 0 else 0 for fraction in (test_fraction, validation_fraction)]
+    if sum(counts) >= len(order):
+        raise ValueError(f"{len(order)} identities cannot be split into {counts[1]} validation, {counts[0]} test and >= 1 training")
+    test, validation = set(order[: counts[0]]), set(order[counts[0] : sum(counts)])
+    return {"train": set(order[sum(counts) :]), "validation": validation, "test": test}
+
+
+def split_rows_by_identity(rows, validation_fraction, test_fraction, seed=0):
+    """Pair or tuple rows (names...) -> {split: rows}, every name of a row in one split (by its target's identity)."""
+    splits = split_identities([identity_of(row[-1]) for row in rows], validation_fraction, test_fraction, seed)
+    return {name: [row for row in rows if identity_of(row[-1]) in splits[name]] for name in SPLITS}
+
+
 def make_tuples(annotations, num_sources, num_tuples, seed=0):
     """Seeded tuples of num_sources distinct sources and one target, all one identity.
 
@@ -78,8 +102,21 @@ def main(argv=None):
     parser.add_argument("--num-sources", type=int, default=None, help="write M-source tuples instead of pairs")
     parser.add_argument("--num-tuples", type=int, default=12000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split-by-identity", metavar="VALIDATION,TEST", default=None,
+                        help="write <out>-train/-validation/-test.csv: identity fractions held out, e.g. 0.1,0.2")  # fmt: skip
     arguments = parser.parse_args(argv)
     annotations = read_annotations(arguments.annotations)
+    if arguments.split_by_identity:
+        try:
+            validation_fraction, test_fraction = (float(part) for part in arguments.split_by_identity.split(","))
+        except ValueError:
+            parser.error(f"--split-by-identity takes VALIDATION,TEST fractions such as 0.1,0.2, got {arguments.split_by_identity!r}")
+        rows = make_pairs(annotations, arguments.num_pairs, arguments.seed)
+        stem = arguments.out[:-4] if arguments.out.endswith(".csv") else arguments.out
+        for name, split_rows in split_rows_by_identity(rows, validation_fraction, test_fraction, arguments.seed).items():
+            write_pairs(f"{stem}-{name}.csv", split_rows)
+            print(f"wrote {len(split_rows)} rows of {len({identity_of(row[-1]) for row in split_rows})} identities to {stem}-{name}.csv")
+        return
     if arguments.num_sources is None:
         rows = make_pairs(annotations, arguments.num_pairs, arguments.seed)
         write_pairs(arguments.out, rows)

@@ -11,7 +11,7 @@ identity while the pose varies, so pose transfer is learnable and measurable.
 Layout written (the same as the Market subset, so every tool reads it like Market-1501):
     images/*.jpg            names like 0001_c1s1_000003_00.jpg (identity = 4-digit prefix)
     annotations.csv         name:keypoints_y:keypoints_x
-    pairs.csv, pairs-test.csv    from,to   (training identities / held-out identities)
+    pairs.csv, pairs-validation.csv, pairs-test.csv    from,to   (training / validation / test identities)
     tuples-test.csv         from_0,...,from_4,to   (held-out identities with >= 6 images)
 """
 
@@ -184,7 +184,9 @@ def to_annotation(points):
     return keypoints
 
 
-def write_synthetic_dataset(out, num_identities=40, images_per_identity=8, seed=0, test_fraction=0.2, num_tuples=200):
+def write_synthetic_dataset(
+    out, num_identities=40, images_per_identity=8, seed=0, test_fraction=0.2, validation_fraction=0.1, num_tuples=200
+):
     """Writes the dataset under `out` and returns the annotations (name -> keypoints)."""
     out = Path(out)
     image_dir = out / "images"
@@ -200,11 +202,18 @@ def write_synthetic_dataset(out, num_identities=40, images_per_identity=8, seed=
             cv2.imwrite(str(image_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             annotations[name] = to_annotation(points)
     write_annotations(out / "annotations.csv", annotations)
+    # The last identities are the test set, the ones before them validation: people training never sees.
     num_test = max(1, int(round(test_fraction * num_identities))) if num_identities > 1 else 0
-    test_identities = {f"{identity:04d}" for identity in range(num_identities - num_test + 1, num_identities + 1)}
-    train = {name: points for name, points in annotations.items() if name[:4] not in test_identities}
+    num_validation = max(1, int(round(validation_fraction * num_identities))) if num_identities > 2 else 0
+    first_test = num_identities - num_test + 1
+    test_identities = {f"{identity:04d}" for identity in range(first_test, num_identities + 1)}
+    validation_identities = {f"{identity:04d}" for identity in range(first_test - num_validation, first_test)}
+    held_out = test_identities | validation_identities
+    train = {name: points for name, points in annotations.items() if name[:4] not in held_out}
+    validation = {name: points for name, points in annotations.items() if name[:4] in validation_identities}
     test = {name: points for name, points in annotations.items() if name[:4] in test_identities}
     write_pairs(out / "pairs.csv", make_pairs(train))
+    write_pairs(out / "pairs-validation.csv", make_pairs(validation))
     write_pairs(out / "pairs-test.csv", make_pairs(test))
     if images_per_identity >= 6 and test:
         write_tuples(out / "tuples-test.csv", make_tuples(test, 5, num_tuples, seed))

@@ -23,7 +23,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m pnr_tf.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="generator .keras file or training run directory")
+    parser.add_argument("--model", required=True, help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")

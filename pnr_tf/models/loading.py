@@ -1,44 +1,114 @@
-"""Loads a trained generator from a .keras file or a training run directory, with clear errors."""
+"""Loads a trained generator from a .keras file, a run directory or a checkpoint, with clear errors.
 
+A run stopped midway is usable: training writes generator.keras with every checkpoint, and a
+checkpoint prefix (``runs/x/checkpoints/ckpt-300``) or a run's checkpoints folder loads too, from
+the run's config.yaml and the checkpointed weights (the weight average when the run kept one).
+"""
+
+import dataclasses
 from pathlib import Path
 
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 
 
-def resolve_model_path(path):
-    """A .keras file, or a run directory holding generator.keras -> the .keras path."""
+@dataclasses.dataclass(frozen=True)
+class ModelLocation:
+    path: Path  # a .keras file, or a checkpoint prefix
+    run_dir: Path  # the folder of the run's config.yaml and evaluation/
+    is_checkpoint: bool
+
+
+def locate_model(path):
+    """A .keras file, a run directory, a checkpoints folder or a checkpoint prefix -> ModelLocation."""
+    import tensorflow as tf
+
     path = Path(path)
     if path.is_dir():
-        path = path / "generator.keras"
-    if not path.is_file():
+        if (path / "generator.keras").is_file():
+            return ModelLocation(path / "generator.keras", path, False)
+        checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        latest = tf.train.latest_checkpoint(str(checkpoints))
+        if latest:
+            return ModelLocation(Path(latest), checkpoints.parent, True)
         raise FileNotFoundError(
-            f"no generator at {path}: pass a .keras file or a training run directory with generator.keras "
-            "(python -m pnr_tf.train writes it at the end of training)"
+            f"no generator in {path}: expected generator.keras or checkpoints/ (python -m pnr_tf.train writes both)"
         )
-    if path.suffix != ".keras":
-        raise ValueError(f"{path} is not a .keras file")
-    return path
+    if Path(f"{path}.index").is_file():
+        return ModelLocation(path, path.parent.parent, True)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise FileNotFoundError(f"no generator at {path}")
+        return ModelLocation(path, path.parent, False)
+    raise FileNotFoundError(
+        f"no generator at {path}: pass a .keras file, a training run directory, its checkpoints/ folder or a "
+        "checkpoint such as runs/x/checkpoints/ckpt-300"
+    )
+
+
+def resolve_model_path(path):
+    """The .keras file or checkpoint prefix a path stands for."""
+    return locate_model(path).path
+
+
+def variables_by_path(owner):
+    """Every variable of a Keras model or optimizer, keyed by its path, for tf.train.Checkpoint.
+
+    TensorFlow's object-graph tracking does not see layers held in Keras 3 lists, so checkpointing
+    the model object silently drops e.g. their batch-norm statistics; an explicit mapping keeps all
+    (weights, batch-norm statistics, the row-dropout RNG state, optimizer slots and step count).
+    """
+    mapping = {}
+    for variable in owner.variables:
+        # Full paths are stable: the models and optimizers all have explicit names.
+        key = variable.path.replace("/", ".")
+        if key in mapping:
+            raise ValueError(f"two variables of {owner.name} share the path {variable.path}")
+        mapping[key] = variable
+    return mapping
+
+
+def _restore_from_checkpoint(location):
+    import tensorflow as tf
+
+    from pnr_tf.config import load_config
+    from pnr_tf.models.factory import build_generator
+
+    config_path = location.run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
+    config = load_config(str(config_path))
+    generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed)
+    height, width = config.data.image_height, config.data.image_width
+    generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, 18)),
+               "target_pose": tf.zeros((1, height, width, 18))})  # fmt: skip
+    stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(location.path))}
+    owner = "generator_average" if "generator_average" in stored else "generator"
+    status = tf.train.Checkpoint(**{owner: variables_by_path(generator)}).restore(str(location.path))
+    status.expect_partial().assert_existing_objects_matched()
+    return generator
 
 
 def load_generator(path):
-    """keras.models.load_model for a PNRGenerator, after registering pnr_tf's layers."""
+    """A PNRGenerator from a .keras file, a run directory or a checkpoint (see locate_model)."""
     import keras
 
     import pnr_tf  # noqa: F401  (registers the layers load_model needs)
     from pnr_tf.models.generator import PNRGenerator
 
-    path = resolve_model_path(path)
-    generator = keras.models.load_model(path, compile=False)
+    location = locate_model(path)
+    if location.is_checkpoint:
+        return _restore_from_checkpoint(location)
+    generator = keras.models.load_model(location.path, compile=False)
     if not isinstance(generator, PNRGenerator):
-        raise ValueError(f"{path} holds a {type(generator).__name__}, not a PNRGenerator")
+        raise ValueError(f"{location.path} holds a {type(generator).__name__}, not a PNRGenerator")
     return generator
 
 
 def run_heatmap_sigma(path):
-    """data.heatmap_sigma of the run that wrote the model (its config.yaml beside it), else the default."""
+    """data.heatmap_sigma of the run that wrote the model (its config.yaml), else the default."""
     from pnr_tf.config import load_config
 
-    config_path = resolve_model_path(path).parent / "config.yaml"
+    config_path = locate_model(path).run_dir / "config.yaml"
     if config_path.is_file():
         return load_config(str(config_path)).data.heatmap_sigma
     return HEATMAP_SIGMA

@@ -1,8 +1,12 @@
-"""Per-replica math of one training step: D_A and D_P update, then the generator update.
+"""Per-replica math of one training step: one generator forward, then the D phase, then the G phase.
 
-Runs inside `strategy.run`; the driver (trainer.py) owns the strategy, loop and checkpoints. Every
-loss is per example, reduced with `tf.nn.compute_average_loss` over the global batch, so N replicas
-apply the same update as one device on the same global batch.
+Runs inside `strategy.run`; the driver (trainer.py) owns the strategy, loop, schedule and
+checkpoints. Every loss is per example, reduced with `tf.nn.compute_average_loss` over the global
+batch, so N replicas apply the same update as one device on the same global batch.
+
+The two phases share the generated batch: the discriminators learn from it with the generator's
+gradient stopped, then the generator's losses (L1, perceptual, and the adversarial terms through
+the just-updated discriminators) are recorded on the same tape that saw the forward pass.
 """
 
 import dataclasses
@@ -29,6 +33,18 @@ class GANOptimizers:
     discriminator: keras.optimizers.Optimizer
 
 
+@dataclasses.dataclass(frozen=True)
+class Phases:
+    """Which adversarial terms a traced step contains (static: each combination is its own graph)."""
+
+    appearance: bool  # D_A trained and its term in the generator loss
+    pose: bool  # D_P likewise
+
+    @property
+    def adversarial(self):
+        return self.appearance or self.pose
+
+
 def step_inputs(batch, unsupervised):
     """Generator inputs and the target image of a batch; unsupervised: the source is the target."""
     if unsupervised:
@@ -43,61 +59,101 @@ def _average(per_example, global_batch_size):
     return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
 
 
-def train_step(models, optimizers, batch, loss_config, global_batch_size, unsupervised=False):
-    """One D step then one G step on this replica's batch; returns the losses (replica share)."""
-    inputs, target_image = step_inputs(batch, unsupervised)
-    first_source = inputs["source_image"] if inputs["source_image"].shape.rank == 4 else inputs["source_image"][:, 0]
-    use_appearance = loss_config.gan_appearance_weight > 0 and not unsupervised
-    use_pose = loss_config.gan_pose_weight > 0
+def _first_source(inputs):
+    image = inputs["source_image"]
+    return image if image.shape.rank == 4 else image[:, 0]
 
-    def appearance_logits(image):
-        return models.appearance_discriminator(tf.concat([image, first_source], axis=-1), training=True)
 
-    def pose_logits(image):
-        return models.pose_discriminator(tf.concat([image, inputs["target_pose"]], axis=-1), training=True)
+def appearance_logits(models, inputs, image):
+    """D_A on (image, first source image)."""
+    return models.appearance_discriminator(tf.concat([image, _first_source(inputs)], axis=-1), training=True)
 
+
+def pose_logits(models, inputs, image):
+    """D_P on (image, target pose heatmaps)."""
+    return models.pose_discriminator(tf.concat([image, inputs["target_pose"]], axis=-1), training=True)
+
+
+def discriminator_losses(models, inputs, target_image, generated, phases, global_batch_size):
+    """(total, metrics, variables): BCE(D(real), 1) + BCE(D(fake), 0) for each discriminator in play."""
+    total, metrics, variables = 0.0, {}, []
+    if phases.appearance:
+        per_example = losses.gan_discriminator_loss(
+            appearance_logits(models, inputs, target_image), appearance_logits(models, inputs, generated)
+        )
+        metrics["discriminator_appearance"] = _average(per_example, global_batch_size)
+        total += metrics["discriminator_appearance"]
+        variables += models.appearance_discriminator.trainable_variables
+    if phases.pose:
+        per_example = losses.gan_discriminator_loss(pose_logits(models, inputs, target_image), pose_logits(models, inputs, generated))
+        metrics["discriminator_pose"] = _average(per_example, global_batch_size)
+        total += metrics["discriminator_pose"]
+        variables += models.pose_discriminator.trainable_variables
+    return total, metrics, variables
+
+
+def generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size):
+    """(total, metrics): the weighted sum of eq. 5's terms; ``weights`` maps term -> scalar (scheduled)."""
     metrics = {}
+    l1 = losses.l1_loss(generated, target_image)
+    metrics["l1"] = _average(l1, global_batch_size)
+    per_example = weights["l1"] * l1
+    if models.features is not None:
+        perceptual = losses.perceptual_loss(models.features(vgg_preprocess(generated)), models.features(vgg_preprocess(target_image)))
+        metrics["perceptual"] = _average(perceptual, global_batch_size)
+        per_example += weights["perceptual"] * perceptual
+    if phases.appearance:
+        adversarial = losses.gan_generator_loss(appearance_logits(models, inputs, generated))
+        metrics["gan_appearance"] = _average(adversarial, global_batch_size)
+        per_example += weights["gan_appearance"] * adversarial
+    if phases.pose:
+        adversarial = losses.gan_generator_loss(pose_logits(models, inputs, generated))
+        metrics["gan_pose"] = _average(adversarial, global_batch_size)
+        per_example += weights["gan_pose"] * adversarial
+    metrics["generator_total"] = _average(per_example, global_batch_size)
+    return metrics["generator_total"], metrics
+
+
+def _apply(optimizer, tape, scaled_loss, variables):
+    """Gradients of a loss scaled by ``optimizer.scale_loss`` (inside the tape), applied (and unscaled) by the optimizer."""
+    optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+
+
+def train_step(models, optimizers, batch, weights, phases, global_batch_size, unsupervised=False):
+    """One D update then one G update on this replica's batch; returns the losses (replica share)."""
+    inputs, target_image = step_inputs(batch, unsupervised)
     with tf.GradientTape() as generator_tape:
         generated = models.generator(inputs, training=True)
-        # The discriminators learn from this same generated batch, outside the generator's tape.
-        with generator_tape.stop_recording():
-            fake = tf.stop_gradient(generated)
-            discriminator_variables = []
-            with tf.GradientTape() as discriminator_tape:
-                discriminator_loss = 0.0
-                if use_appearance:
-                    per_example = losses.gan_discriminator_loss(appearance_logits(target_image), appearance_logits(fake))
-                    metrics["discriminator_appearance"] = _average(per_example, global_batch_size)
-                    discriminator_loss += metrics["discriminator_appearance"]
-                    discriminator_variables += models.appearance_discriminator.trainable_variables
-                if use_pose:
-                    per_example = losses.gan_discriminator_loss(pose_logits(target_image), pose_logits(fake))
-                    metrics["discriminator_pose"] = _average(per_example, global_batch_size)
-                    discriminator_loss += metrics["discriminator_pose"]
-                    discriminator_variables += models.pose_discriminator.trainable_variables
-                scaled = optimizers.discriminator.scale_loss(discriminator_loss)
-            if discriminator_variables:
-                gradients = discriminator_tape.gradient(scaled, discriminator_variables)
-                optimizers.discriminator.apply(gradients, discriminator_variables)
-
-        per_example = loss_config.l1_weight * losses.l1_loss(generated, target_image)
-        metrics["l1"] = _average(losses.l1_loss(generated, target_image), global_batch_size)
-        if models.features is not None and loss_config.perceptual_weight > 0:
-            perceptual = losses.perceptual_loss(
-                models.features(vgg_preprocess(generated)), models.features(vgg_preprocess(target_image))
+    metrics = {}
+    if phases.adversarial:  # discriminator phase: on the same generated batch, generator gradient stopped
+        with tf.GradientTape() as discriminator_tape:
+            total, discriminator_metrics, variables = discriminator_losses(
+                models, inputs, target_image, tf.stop_gradient(generated), phases, global_batch_size
             )
-            metrics["perceptual"] = _average(perceptual, global_batch_size)
-            per_example += loss_config.perceptual_weight * perceptual
-        if use_appearance:
-            adversarial = losses.gan_generator_loss(appearance_logits(generated))
-            metrics["gan_appearance"] = _average(adversarial, global_batch_size)
-            per_example += loss_config.gan_appearance_weight * adversarial
-        if use_pose:
-            adversarial = losses.gan_generator_loss(pose_logits(generated))
-            metrics["gan_pose"] = _average(adversarial, global_batch_size)
-            per_example += loss_config.gan_pose_weight * adversarial
-        metrics["generator_total"] = _average(per_example, global_batch_size)
-        scaled = optimizers.generator.scale_loss(metrics["generator_total"])
-    variables = models.generator.trainable_variables
-    optimizers.generator.apply(generator_tape.gradient(scaled, variables), variables)
+            scaled = optimizers.discriminator.scale_loss(total)  # mixed precision: recorded on the tape
+        _apply(optimizers.discriminator, discriminator_tape, scaled, variables)
+        metrics.update(discriminator_metrics)
+    with generator_tape:  # generator phase: resumes the tape that recorded the forward pass
+        total, generator_metrics = generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size)
+        scaled = optimizers.generator.scale_loss(total)
+    _apply(optimizers.generator, generator_tape, scaled, models.generator.trainable_variables)
+    metrics.update(generator_metrics)
     return metrics
+
+
+def gradients(models, batch, weights, phases, global_batch_size, unsupervised=False):
+    """The gradients one train_step would apply (the generator's through the current discriminators), unapplied.
+
+    For inspection and tests: under a strategy, reduce them with ``strategy.reduce("SUM", ...)``.
+    """
+    inputs, target_image = step_inputs(batch, unsupervised)
+    with tf.GradientTape(persistent=True) as tape:
+        generated = models.generator(inputs, training=True)
+        generator_total, _ = generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size)
+        discriminator_total, _, discriminator_variables = discriminator_losses(
+            models, inputs, target_image, tf.stop_gradient(generated), phases, global_batch_size
+        )
+    result = {"generator": tape.gradient(generator_total, models.generator.trainable_variables)}
+    if discriminator_variables:
+        result["discriminator"] = tape.gradient(discriminator_total, discriminator_variables)
+    return result

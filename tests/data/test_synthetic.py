@@ -36,9 +36,11 @@ def test_command_writes_market_formats_deterministically(tmp_path):
         assert has_torso(keypoints)
         visible = keypoints[(keypoints >= 0).all(axis=1)]
         assert (visible[:, 0] < 128).all() and (visible[:, 1] < 64).all()
-    train, test = read_pairs(tmp_path / "a" / "pairs.csv"), read_pairs(tmp_path / "a" / "pairs-test.csv")
-    assert len(train) == 4 * 6 * 5 and len(test) == 1 * 6 * 5  # one held-out identity of five
-    assert not {name[:4] for pair in train for name in pair} & {name[:4] for pair in test for name in pair}
+    splits = [read_pairs(tmp_path / "a" / f"{name}.csv") for name in ("pairs", "pairs-validation", "pairs-test")]
+    # Five identities: three train, the fourth validation, the fifth test; 6 images give 6 * 5 ordered pairs each.
+    assert [len(rows) for rows in splits] == [3 * 6 * 5, 1 * 6 * 5, 1 * 6 * 5]
+    identities = [{name[:4] for pair in rows for name in pair} for rows in splits]
+    assert identities == [{"0001", "0002", "0003"}, {"0004"}, {"0005"}]
     assert all(len(sources) == 5 for sources, _ in read_tuples(tmp_path / "a" / "tuples-test.csv"))
 
 

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from pnr_tf.layers.regression import PNormRegression
 from pnr_tf.ops import packed_cholesky
-from pnr_tf.ops.symmetric_solve import packed_position_map
 from pnr_tf.ops import solvers
+from pnr_tf.ops.symmetric_solve import packed_position_map
 from pnr_tf.ops.symmetric_solve import upper_triangle_indices
 from tests.helpers import require_solver
 

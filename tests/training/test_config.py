@@ -3,16 +3,18 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pnr_tf.config import ConfigError
 from pnr_tf.config import check_data_paths
 from pnr_tf.config import load_config
+from pnr_tf.config import to_dict
 from pnr_tf.train import main as train_main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["quickstart", "market_supervised", "market_unsupervised"])
+@pytest.mark.parametrize("name", [path.stem for path in sorted(CONFIGS.glob("*.yaml"))])
 def test_shipped_configs_load(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config.model.p == 1
@@ -72,9 +74,10 @@ def test_missing_data_paths_name_the_key(tmp_path):
 
 def test_cli_dry_run_prints_the_resolved_config(capsys):
     assert train_main(["--config", str(CONFIGS / "quickstart.yaml"), "--set", "model.p=2", "--dry-run"]) == 0
-    printed = load_config(None, [])  # the defaults, for comparison
-    output = capsys.readouterr().out
-    assert "p: 2" in output and "base_filters: 8" in output and printed.model.base_filters == 64
+    printed = yaml.safe_load(capsys.readouterr().out)
+    # Every value of the printout is the resolved one: the file's, the override's, the defaults'.
+    assert printed == to_dict(load_config(CONFIGS / "quickstart.yaml", ["model.p=2"]))
+    assert printed["model"]["p"] == 2 and printed["model"]["base_filters"] == 8 and printed["train"]["beta_1"] == 0.5
 
 
 def test_cli_rejects_bad_config_with_exit_code_2(capsys):

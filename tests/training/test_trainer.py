@@ -25,8 +25,7 @@ def weights(model):
 
 def one_step(trainer):
     samples = load_samples(trainer.config)
-    batch = next(iter(trainer._dataset(samples, 0)))
-    return {name: float(value) for name, value in trainer._distributed_step_function()(batch).items()}
+    return trainer.train_step(next(iter(trainer.dataset(samples, 0))))
 
 
 def changed(before, after):
@@ -133,7 +132,8 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
     process.send_signal(signal.SIGTERM)
     remaining = process.communicate(timeout=120)[1]
     assert process.returncode == 1, remaining
-    assert "checkpoint saved" in remaining
+    assert "checkpoint and generator.keras saved" in remaining
+    assert (output / "generator.keras").is_file()  # usable before the run finishes
     latest = tf.train.latest_checkpoint(str(output / "checkpoints"))
     stopped_at = int(latest.rsplit("-", 1)[1])
     assert stopped_at >= 3
@@ -189,3 +189,104 @@ def test_the_resolved_solver_is_logged_and_recorded_with_the_run(synthetic_root,
     assert record["solver_requested"] == "auto" and record["solver"] in ("fused", "cholesky")
     assert record["start_step"] == 0 and record["num_replicas"] == 1
     assert f"regression solver: {record['solver_detail']}" in capsys.readouterr().err
+
+
+def test_adversarial_terms_wait_for_the_warm_up_then_ramp_in(synthetic_root, tmp_path):
+    config = tiny_training_config(synthetic_root, loss={"adversarial_warmup_steps": 1, "adversarial_ramp_steps": 4})
+    trainer = Trainer(config, tmp_path)
+    assert [trainer.adversarial_scale(step) for step in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert trainer.loss_weights(2) == {"l1": 10.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
+    iterator = iter(trainer.dataset(load_samples(config), 0))
+    discriminators = (trainer.models.appearance_discriminator, trainer.models.pose_discriminator)
+    before = [weights(model) for model in discriminators]
+    warm_up = trainer.train_step(next(iterator))
+    assert set(warm_up) == {"l1", "generator_total"} and warm_up["generator_total"] == pytest.approx(10 * warm_up["l1"], rel=1e-6)
+    assert not any(changed(b, weights(model)) for b, model in zip(before, discriminators))  # no D step in the warm-up
+    ramped = trainer.train_step(next(iterator))
+    assert all(changed(b, weights(model)) for b, model in zip(before, discriminators))
+    expected = 10 * ramped["l1"] + 1.25 * ramped["gan_appearance"] + 1.25 * ramped["gan_pose"]  # scale 0.25 of 5
+    assert ramped["generator_total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_weight_average_follows_its_formula(synthetic_root, tmp_path):
+    trainer = Trainer(tiny_training_config(synthetic_root, train={"ema_decay": 0.5}), tmp_path)
+    initial = weights(trainer.models.generator)
+    assert all(np.array_equal(a, b) for a, b in zip(weights(trainer.average_generator), initial))
+    iterator = iter(trainer.dataset(load_samples(trainer.config), 0))
+    trainer.train_step(next(iterator))
+    decay = min(0.5, 2 / 11)  # (1 + t) / (10 + t) after the first step
+    for average, start, now in zip(weights(trainer.average_generator), initial, weights(trainer.models.generator)):
+        np.testing.assert_allclose(average, decay * start.astype(np.float64) + (1 - decay) * now, rtol=1e-5, atol=1e-7)
+    # Batch-norm statistics are averaged alike (they describe the weights they normalise); the dropout RNG state is copied.
+    statistics = [np.array(variable) for variable in trainer.models.generator.non_trainable_variables]
+    statistics_before = [np.array(variable) for variable in trainer.average_generator.non_trainable_variables]
+    trainer.train_step(next(iterator))
+    decay = min(0.5, 3 / 12)
+    for average, before, now in zip(trainer.average_generator.non_trainable_variables, statistics_before,
+                                    trainer.models.generator.non_trainable_variables):  # fmt: skip
+        if "float" in str(now.dtype):
+            np.testing.assert_allclose(np.array(average), decay * before + (1 - decay) * np.array(now), rtol=1e-5, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(np.array(average), np.array(now))
+    assert any(not np.array_equal(a, b) for a, b in zip(statistics, [np.array(v) for v in trainer.models.generator.non_trainable_variables]))
+    assert trainer.inference_generator is trainer.average_generator
+
+
+def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_latest(synthetic_root, tmp_path):
+    import json
+
+    from pnr_tf.evaluate import main as evaluate_main
+
+    config = tiny_training_config(
+        synthetic_root, data={"validation_pairs": "pairs-validation.csv"},
+        train={"num_steps": 3, "validate_every": 2, "checkpoint_every": 2, "sample_every": 100},
+    )  # fmt: skip
+    Trainer(config, tmp_path).fit()
+    lines = [json.loads(line) for line in (tmp_path / "validation.jsonl").read_text().splitlines()]
+    assert set(lines[0]["baselines"]) == {"copy-source", "mean-image"} and lines[0]["pairs"] > 0
+    assert [line["step"] for line in lines[1:]] == [2, 3]
+    assert (tmp_path / "generator_best.keras").is_file() and (tmp_path / "generator.keras").is_file()
+    # The in-training numbers are evaluate's numbers for the saved generator on the same pairs (to 1e-4:
+    # validation runs the generator traced, evaluate eagerly, and a few pixels round to the next uint8 level).
+    report = tmp_path / "report"
+    assert evaluate_main(["--model", str(tmp_path), "--pairs", "pairs-validation.csv", "--no-inception", "--out", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["ssim"] == pytest.approx(lines[-1]["ssim"], abs=1e-4) and metrics["l1"] == pytest.approx(lines[-1]["l1"], abs=1e-4)
+    assert metrics["baselines"]["copy-source"]["ssim"] == pytest.approx(lines[0]["baselines"]["copy-source"]["ssim"], abs=1e-9)
+    event_tags = set()
+    for event_file in (tmp_path / "logs").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            event_tags |= {value.tag for value in event.summary.value}
+    assert {"validation/ssim", "validation/l1", "validation_baseline/copy-source/ssim"} <= event_tags
+
+
+def test_a_checkpoint_and_a_run_stopped_midway_load_as_the_saved_generator(synthetic_root, tmp_path):
+    from pnr_tf.models.loading import load_generator
+    from tests.helpers import random_generator_inputs
+
+    Trainer(tiny_training_config(synthetic_root, train={"num_steps": 2, "checkpoint_every": 2}), tmp_path).fit()
+    inputs = random_generator_inputs(batch_size=2, height=128, width=64)
+    expected = np.asarray(load_generator(tmp_path / "generator.keras")(inputs, training=False))
+    for source in (tmp_path / "checkpoints" / "ckpt-2", tmp_path / "checkpoints"):
+        np.testing.assert_allclose(np.asarray(load_generator(source)(inputs, training=False)), expected, atol=1e-6)
+    (tmp_path / "generator.keras").unlink()  # as if stopped before it was written: the run directory still loads
+    np.testing.assert_allclose(np.asarray(load_generator(tmp_path)(inputs, training=False)), expected, atol=1e-6)
+
+
+def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
+    from pnr_tf.data.annotations import identity_of
+    from pnr_tf.data.annotations import read_pairs
+    from pnr_tf.data.synthetic import write_synthetic_dataset
+    from pnr_tf.training.trainer import split_pair_files
+
+    write_synthetic_dataset(tmp_path / "data", num_identities=10, images_per_identity=3, seed=2)
+    config = tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2})
+    paths = split_pair_files(config, tmp_path / "run")
+    identities = {name: {identity_of(name) for row in read_pairs(path) for name in row} for name, path in paths.items()}
+    assert identities["train"] and identities["validation"] and identities["test"]
+    assert not (identities["train"] & identities["validation"]) and not (identities["train"] & identities["test"])
+    assert not (identities["validation"] & identities["test"])
+    everything = {tuple(row) for row in read_pairs(tmp_path / "data" / "pairs.csv")}
+    assert set().union(*({tuple(row) for row in read_pairs(path)} for path in paths.values())) == everything
+    samples = load_samples(config, paths["train"])
+    assert {identity_of(path.rsplit("/", 1)[1]) for path in samples.target_paths} == identities["train"]
