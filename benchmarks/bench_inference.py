@@ -26,10 +26,9 @@ from ai_edge_litert.interpreter import Interpreter
 
 from pnr_tf.config import load_config
 from pnr_tf.export import export_saved_model
-from pnr_tf.export.serving_module import ServingFunctions
-from pnr_tf.export.serving_module import model_image_size
 from pnr_tf.export.tflite import convert_to_tflite
-from pnr_tf.models.factory import build_generator
+from pnr_tf.inference import PoseTransfer
+from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import load_generator
 from pnr_tf.serving.client import GeneratorClient
 from pnr_tf.serving.dev_server import serve
@@ -69,17 +68,14 @@ def main(argv=None):
         generator = load_generator(arguments.model)
         description = arguments.model
     else:
-        config = load_config(arguments.config)
-        generator = build_generator(config.model)
-        size = (config.data.image_height, config.data.image_width)
-        generator.build({"source_image": (None, 1, *size, 3), "source_pose": (None, 1, *size, 18), "target_pose": (None, *size, 18)})
+        generator = built_generator(load_config(arguments.config))
         description = f"{arguments.config} (fresh weights)"
-    height, width = model_image_size(generator)
+    height, width = generator.contract.image_size
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; model: {description}, {height} x {width}, "
           f"{generator.count_params():,} parameters")  # fmt: skip
 
     workspace = Path(tempfile.mkdtemp())
-    keras_function = tf.function(ServingFunctions(generator).single_shot)
+    keras_function = tf.function(PoseTransfer(generator).single_shot)
     export_saved_model(generator, workspace, "pnr")
     saved_model = tf.saved_model.load(str(workspace / "pnr" / "1")).signatures["serving_default"]
     paths = {

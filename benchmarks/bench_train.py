@@ -27,7 +27,7 @@ import keras
 from pnr_tf.config import load_config
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
-from pnr_tf.models.factory import build_generator
+from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import load_generator
 from pnr_tf.training.trainer import Trainer
 from pnr_tf.training.trainer import load_samples
@@ -70,9 +70,9 @@ def curve(run_dir, config_path):
     test_pairs = run_dir / "split" / "pairs-test.csv"
     test_pairs = test_pairs if test_pairs.is_file() else data.path("pairs-test.csv")
     samples = pair_samples(test_pairs, data.path(data.annotation_file), data.path(data.image_dir), (data.image_height, data.image_width))
-    validator = Validator(samples, (data.image_height, data.image_width), data.heatmap_sigma)
+    validator = Validator(samples, (data.image_height, data.image_width))
     keras.utils.set_random_seed(config.train.seed)
-    untrained = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed)
+    untrained = built_generator(config)
     trained = load_generator(run_dir)
     print(f"held-out test pairs: {len(validator)} ({test_pairs}); run: {run_dir}")
     rows = {"untrained": validator.score(untrained), "trained": validator.score(trained)}

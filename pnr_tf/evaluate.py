@@ -48,7 +48,6 @@ def build_parser():
     parser.add_argument("--out", default=None, help="report folder (default <run>/evaluation or evaluation/)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs (a quick look)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--heatmap-sigma", type=float, default=None, help="default: the run's config.yaml, else 6")
     inception = parser.add_mutually_exclusive_group()
     inception.add_argument("--inception-weights", default=None, help="Keras InceptionV3 .h5 (default: the Keras cache)")
     inception.add_argument("--no-inception", action="store_true", help="SSIM and mask-SSIM only")
@@ -84,8 +83,9 @@ def main(argv=None):
     from pnr_tf.data.pipeline import BadSampleError
     from pnr_tf.data.pipeline import build_sample_set
     from pnr_tf.evaluation import evaluate
-    from pnr_tf.models.loading import load_generator
+    from pnr_tf.inference import PoseTransfer
     from pnr_tf.models.loading import locate_model
+    from pnr_tf.visualize import read_rgb
 
     try:
         run_config = None
@@ -109,13 +109,7 @@ def main(argv=None):
         if arguments.images:
             sets["images"] = evaluate.read_generated_folder(arguments.images, annotations, image_dir, arguments.limit)
         else:
-            generator, image_size = None, (128, 64)
-            sigma = arguments.heatmap_sigma or (run_config.data.heatmap_sigma if run_config else 6.0)
-            if arguments.model:
-                generator = load_generator(arguments.model)
-                from pnr_tf.export.serving_module import model_image_size
-
-                image_size = model_image_size(generator)
+            model = PoseTransfer.load(arguments.model) if arguments.model else None
             if arguments.tuples:
                 if not resolve(root, arguments.tuples).is_file():
                     raise FileNotFoundError(f"tuple file {resolve(root, arguments.tuples)} does not exist (set --tuples)")
@@ -136,6 +130,8 @@ def main(argv=None):
                 rows = [((source,), target) for source, target in read_pairs(pairs_path)]
                 counts, row_file = [None], str(pairs_path)
             rows = rows[: arguments.limit] if arguments.limit else rows
+            # The model's image size; for a baseline, the data's own (the first target image's).
+            image_size = model.image_size if model else (read_rgb(image_dir / rows[0][1]).shape[:2] if rows else (128, 64))
             samples = build_sample_set(rows, annotations, image_dir, image_size, "error", row_file)
 
         # After the inputs are checked and before the long generation: a missing weights file fails fast.
@@ -154,9 +150,7 @@ def main(argv=None):
             for count in counts:
                 name = arguments.baseline or ("pairs" if count is None else f"M={count}")
                 print(f"{'decoding' if arguments.baseline else 'generating'} {len(samples)} images ({name})", file=sys.stderr)
-                sets[name] = evaluate.generate_set(
-                    generator, samples, rows, image_size, arguments.batch_size, sigma, count, baseline=arguments.baseline
-                )
+                sets[name] = evaluate.generate_set(model, samples, rows, arguments.batch_size, count, baseline=arguments.baseline)
 
         metrics, baselines = {}, {}
         for name, scored_set in sets.items():

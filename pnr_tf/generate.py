@@ -8,7 +8,8 @@
         --source b.jpg --source-keypoints b.json --target-keypoints pose.json --out out.png --grid grid.png
 
 Photos of another size are resized to the model's, with their keypoints scaled alike. JSON target
-keypoints are in the pixels of the first source photo. --grid writes sources with their skeletons |
+keypoints are in the pixels of the first source photo. A joint that is -1, NaN or outside the photo
+is missing; every source photo and the target pose need at least one visible joint. --grid writes sources with their skeletons |
 the target skeleton | the result.
 """
 
@@ -30,15 +31,10 @@ def build_parser():
     target.add_argument("--target-pose-of", help="image name (or path) whose annotated pose is the target")
     parser.add_argument("--out", required=True, help="output image (.png or .jpg)")
     parser.add_argument("--grid", default=None, help="also write sources | target pose | result with skeletons")
-    parser.add_argument("--heatmap-sigma", type=float, default=None, help="default: the run's config.yaml, else 6")
     return parser
 
 
-def scale_keypoints(keypoints, from_shape, to_shape):
-    import numpy as np
-
-    scale = np.array([to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]], dtype=np.float32)
-    return np.where(keypoints < 0, -1.0, keypoints * scale).astype(np.float32)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def main(argv=None):
@@ -50,17 +46,17 @@ def main(argv=None):
         parser.error("the sources' keypoints come from --source-keypoints or --annotations")
     if arguments.target_pose_of and not arguments.annotations:
         parser.error("--target-pose-of looks the pose up in --annotations")
+    for option, path in (("--out", arguments.out), ("--grid", arguments.grid)):
+        if path is not None and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            parser.error(f"{option} {path}: the file name must end in {', '.join(IMAGE_SUFFIXES)}")
 
-    import cv2
     import numpy as np
 
     from pnr_tf.data.annotations import DataFormatError
     from pnr_tf.data.annotations import read_annotations
     from pnr_tf.data.annotations import read_keypoints_json
-    from pnr_tf.export.serving_module import ServingFunctions
-    from pnr_tf.export.serving_module import model_image_size
-    from pnr_tf.models.loading import load_generator
-    from pnr_tf.models.loading import run_heatmap_sigma
+    from pnr_tf.inference import PoseTransfer
+    from pnr_tf.inference import fit_photo
     from pnr_tf.visualize import draw_pose
     from pnr_tf.visualize import labelled_rows
     from pnr_tf.visualize import read_rgb
@@ -83,23 +79,18 @@ def main(argv=None):
             else:
                 photo_keypoints.append(annotated(source, "source image"))
         if arguments.target_keypoints:
-            target_keypoints, target_frame = read_keypoints_json(arguments.target_keypoints), photos[0].shape[:2]
+            target_keypoints, target_frame = read_keypoints_json(arguments.target_keypoints), photos[0]
         else:
             target_keypoints = annotated(arguments.target_pose_of, "target image")
             target_path = Path(arguments.target_pose_of)
-            target_frame = read_rgb(target_path).shape[:2] if target_path.is_file() else photos[0].shape[:2]
+            target_frame = read_rgb(target_path) if target_path.is_file() else photos[0]
 
-        generator = load_generator(arguments.model)
-        sigma = arguments.heatmap_sigma or run_heatmap_sigma(arguments.model)
-        height, width = model_image_size(generator)
-        source_images = np.stack([cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA) for photo in photos])
-        source_keypoints = np.stack([scale_keypoints(k, p.shape[:2], (height, width)) for k, p in zip(photo_keypoints, photos)])
-        target_keypoints = scale_keypoints(target_keypoints, target_frame, (height, width))
-        if not np.any(target_keypoints >= 0):
-            raise ValueError("the target pose has no visible joint")
-        functions = ServingFunctions(generator, sigma)
-        image = functions.multi_shot(source_images[np.newaxis], source_keypoints[np.newaxis], target_keypoints[np.newaxis])
-        image = image["image"].numpy()[0]
+        model = PoseTransfer.load(arguments.model)
+        fitted = [fit_photo(photo, keypoints, model.image_size) for photo, keypoints in zip(photos, photo_keypoints)]
+        source_images = np.stack([image for image, _ in fitted])
+        source_keypoints = np.stack([keypoints for _, keypoints in fitted])
+        _, target_keypoints = fit_photo(target_frame, target_keypoints, model.image_size)
+        image = model.generate(source_images[np.newaxis], source_keypoints[np.newaxis], target_keypoints[np.newaxis])[0]
 
         Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
         write_rgb(arguments.out, image)

@@ -1,6 +1,5 @@
 """Shared fixtures: quiet TensorFlow, tiny model builders, and the ../shared data location."""
 
-import os
 from pathlib import Path
 
 import pnr_tf.tensorflow_logging  # noqa: E402, F401  (TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)

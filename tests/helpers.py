@@ -162,3 +162,13 @@ def patn_ssim(reference, generated):
 def level_difference(actual, expected):
     """Largest difference in uint8 levels between two images."""
     return int(np.abs(np.asarray(actual, np.int32) - np.asarray(expected, np.int32)).max())
+
+
+def with_contract(generator, **changes):
+    """A copy of a built generator (same weights) whose inference contract has ``changes``."""
+    config = generator.get_config()
+    config["contract"] = {**config["contract"], **changes}
+    copy = pnr_tf.PNRGenerator.from_config(config)
+    copy.build_from_config(generator.get_build_config())
+    copy.set_weights(generator.get_weights())
+    return copy

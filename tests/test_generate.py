@@ -103,3 +103,38 @@ def test_generate_on_a_real_market_photo(tiny_model_run, shared_data, tmp_path):
         annotations[target][np.newaxis],
     )  # fmt: skip
     assert level_difference(read_rgb(out), expected[0]) <= 1
+
+
+def test_a_nan_joint_is_missing_and_a_pose_without_joints_is_an_error(tiny_model_run, synthetic_root, tmp_path, capsys):
+    run_dir, _ = tiny_model_run
+    annotations = read_annotations(synthetic_root / "annotations.csv")
+    source, target = read_pairs(synthetic_root / "pairs-test.csv")[0]
+    photo = str(synthetic_root / "images" / source)
+    nan_keypoints, missing_keypoints = annotations[source].astype(float).tolist(), annotations[source].astype(float).tolist()
+    nan_keypoints[3], missing_keypoints[3] = [float("nan"), float("nan")], [-1, -1]
+    (tmp_path / "nan.json").write_text(json.dumps(nan_keypoints))  # Python writes NaN; pose tools do too
+    (tmp_path / "missing.json").write_text(json.dumps(missing_keypoints))
+    (tmp_path / "target.json").write_text(json.dumps(annotations[target].tolist()))
+    (tmp_path / "nobody.json").write_text(json.dumps([[-1, -1]] * 18))
+    common = ["--model", str(run_dir), "--source", photo]
+    for name in ("nan", "missing"):
+        assert generate_main([*common, "--source-keypoints", str(tmp_path / f"{name}.json"), "--target-keypoints",
+                              str(tmp_path / "target.json"), "--out", str(tmp_path / f"{name}.png")]) == 0  # fmt: skip
+    with_nan = read_rgb(tmp_path / "nan.png")
+    np.testing.assert_array_equal(with_nan, read_rgb(tmp_path / "missing.png"))
+    assert with_nan.std() > 20
+    cases = [
+        (["--source-keypoints", str(tmp_path / "nobody.json"), "--target-keypoints", str(tmp_path / "target.json")],
+         "every source image needs at least one visible keypoint"),
+        (["--source-keypoints", str(tmp_path / "target.json"), "--target-keypoints", str(tmp_path / "nobody.json")],
+         "the target pose needs at least one visible keypoint"),
+    ]  # fmt: skip
+    for arguments, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            generate_main([*common, *arguments, "--out", str(tmp_path / "refused.png")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "refused.png").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main([*common, "--source-keypoints", str(tmp_path / "target.json"), "--target-keypoints", str(tmp_path / "target.json"),
+                       "--out", str(tmp_path / "out.txt")])  # fmt: skip
+    assert exit_info.value.code == 2 and "must end in .png, .jpg, .jpeg" in capsys.readouterr().err

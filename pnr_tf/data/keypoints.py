@@ -20,13 +20,16 @@ def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
     """(..., 18, 2) keypoints (y, x) in pixels -> (..., height, width, 18) heatmaps.
 
     Channel j is exp(-((r - y_j)^2 + (c - x_j)^2) / (2 sigma^2)). A missing joint (either coordinate
-    negative, -1 in the files) or a joint outside the image gives an all-zero channel. Vectorised
-    over joints and pixels (separable Gaussian), so it runs inside tf.data and exported graphs.
+    negative, -1 in the files, or not finite: pose detectors emit NaN for joints they do not see) or a
+    joint outside the image gives an all-zero channel. Vectorised over joints and pixels (separable
+    Gaussian), so it runs inside tf.data and exported graphs, TFLite's builtin ops included.
     """
     keypoints = tf.cast(keypoints, tf.float32)
+    visible = visible_joints(keypoints, height, width)
+    # Missing joints are moved to (0, 0) before the Gaussian: NaN * 0 would be NaN, not an empty channel.
+    keypoints = tf.where(tf.expand_dims(visible, -1), keypoints, tf.zeros_like(keypoints))
     rows = keypoints[..., 0]
     columns = keypoints[..., 1]
-    visible = (rows >= 0) & (columns >= 0) & (rows < height) & (columns < width)
     rows_grid = tf.reshape(tf.range(height, dtype=tf.float32), [height, 1])
     columns_grid = tf.reshape(tf.range(width, dtype=tf.float32), [width, 1])
     scale = -0.5 / (sigma * sigma)
@@ -35,6 +38,13 @@ def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
     column_profile = tf.exp(scale * tf.square(columns_grid - tf.expand_dims(columns, -2)))
     column_profile = column_profile * tf.expand_dims(tf.cast(visible, tf.float32), -2)
     return tf.expand_dims(row_profile, -2) * tf.expand_dims(column_profile, -3)
+
+
+def visible_joints(keypoints, height, width):
+    """(..., 18) bool: the joint has finite coordinates inside the image (TFLite builtin ops only)."""
+    rows, columns = keypoints[..., 0], keypoints[..., 1]
+    # Comparisons with NaN are false, so a NaN joint is not visible; +-inf falls outside the bounds.
+    return (rows >= 0) & (columns >= 0) & (rows < height) & (columns < width)
 
 
 def _polygon_mask(vertex_rows, vertex_columns, shape):

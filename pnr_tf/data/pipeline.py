@@ -199,3 +199,32 @@ def make_dataset(
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(add_heatmaps, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def decoded_batches(samples, batch_size, image_size=(128, 64)):
+    """Batches of a SampleSet as the inference path takes them, in order, unshuffled: dicts of NumPy
+    ``source_images`` (b, M, H, W, 3) uint8, ``source_keypoints`` (b, M, 18, 2), ``target_images``
+    (b, H, W, 3) uint8 and ``target_keypoints`` (b, 18, 2). Decoding is the training pipeline's.
+    """
+    if len(samples) == 0:
+        raise ValueError("no usable samples")
+
+    def to_uint8(image):
+        return tf.cast(tf.round((image + 1.0) * 127.5), tf.uint8)  # exact: decode_image divided uint8 levels
+
+    def load(source_paths, target_path):
+        sources = tf.map_fn(lambda path: to_uint8(decode_image(path, image_size)), source_paths, fn_output_signature=tf.uint8)
+        return sources, to_uint8(decode_image(target_path, image_size))
+
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(samples.source_paths), tf.constant(samples.target_paths)))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size).prefetch(2)
+    start = 0
+    for source_images, target_images in dataset:
+        stop = start + len(target_images)
+        yield {
+            "source_images": source_images.numpy(),
+            "source_keypoints": samples.source_keypoints[start:stop],
+            "target_images": target_images.numpy(),
+            "target_keypoints": samples.target_keypoints[start:stop],
+        }
+        start = stop

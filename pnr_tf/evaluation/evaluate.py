@@ -63,27 +63,23 @@ def to_uint8(images):
     return np.clip(np.round((np.asarray(images, np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def generate_set(generator, samples, names, image_size, batch_size=16, heatmap_sigma=6.0, num_sources=None, baseline=None):
-    """Runs the generator over a SampleSet; num_sources keeps the first M sources of each tuple.
+def generate_set(model, samples, names, batch_size=16, num_sources=None, baseline=None):
+    """Runs a ``pnr_tf.inference.PoseTransfer`` over a SampleSet; num_sources keeps the first M sources of each tuple.
 
-    With ``generator=None`` and a ``baseline`` name, the "generated" images are that baseline's.
+    With ``model=None`` and a ``baseline`` name, the "generated" images are that baseline's
+    (images of the sample set's own size).
     """
-    from pnr_tf.data.pipeline import make_dataset
+    from pnr_tf.data.pipeline import decoded_batches
 
-    dataset = make_dataset(
-        samples, batch_size, image_size, shuffle=False, repeat=False, sigma=heatmap_sigma, drop_remainder=False
-    )
+    image_size = model.image_size if model is not None else _image_size_of(samples)
     sources, targets, generated = [], [], []
     progress = ProgressBar(len(samples), unit="image")
-    for batch in dataset:
-        inputs = {name: batch[name] for name in ("source_image", "source_pose", "target_pose")}
-        if num_sources is not None:
-            inputs["source_image"] = inputs["source_image"][:, :num_sources]
-            inputs["source_pose"] = inputs["source_pose"][:, :num_sources]
-        if generator is not None:
-            generated.append(to_uint8(generator(inputs, training=False)))
-        sources.append(to_uint8(batch["source_image"][:, 0]))
-        targets.append(to_uint8(batch["target_image"]))
+    for batch in decoded_batches(samples, batch_size, image_size):
+        if model is not None:
+            count = num_sources or batch["source_images"].shape[1]
+            generated.append(model.generate(batch["source_images"][:, :count], batch["source_keypoints"][:, :count], batch["target_keypoints"]))
+        sources.append(batch["source_images"][:, 0])
+        targets.append(batch["target_images"])
         progress.update(sum(len(part) for part in targets))
     progress.close()
     sources, targets = np.concatenate(sources), np.concatenate(targets)
@@ -91,10 +87,15 @@ def generate_set(generator, samples, names, image_size, batch_size=16, heatmap_s
         names=names,
         sources=sources,
         targets=targets,
-        generated=np.concatenate(generated) if generator is not None else baseline_images(baseline, sources, targets),
+        generated=np.concatenate(generated) if model is not None else baseline_images(baseline, sources, targets),
         target_keypoints=samples.target_keypoints,
         target_paths=list(samples.target_paths),
     )
+
+
+def _image_size_of(samples):
+    image = read_rgb(samples.target_paths[0])
+    return image.shape[:2]
 
 
 def read_generated_folder(folder, annotations, image_dir=None, limit=None):

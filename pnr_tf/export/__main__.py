@@ -6,8 +6,8 @@
         -> models/pnr_float16.tflite
     python -m pnr_tf.export --model runs/quickstart --format keras --out models   -> models/pnr.keras
 
-Exported signatures take uint8 images and (y, x) pixel keypoints (-1 = missing) and return a uint8
-image; the pose heatmaps are built inside the model with the run's data.heatmap_sigma.
+Exported signatures take uint8 images and (y, x) pixel keypoints (-1 or NaN = missing) and return a
+uint8 image and `valid`; image size and heatmap width come from the generator file's contract.
 """
 
 import argparse
@@ -29,9 +29,6 @@ def main(argv=None):
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (default: newest + 1)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="TFLite weight quantisation")
-    parser.add_argument(
-        "--heatmap-sigma", type=float, default=None, help="pose heatmap width (default: the run's config.yaml, else 6)"
-    )
     arguments = parser.parse_args(argv)
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
@@ -42,16 +39,14 @@ def main(argv=None):
     from pnr_tf.export import export_saved_model
     from pnr_tf.export import export_tflite
     from pnr_tf.models.loading import load_generator
-    from pnr_tf.models.loading import run_heatmap_sigma
 
     try:
         generator = load_generator(arguments.model)
-        sigma = arguments.heatmap_sigma if arguments.heatmap_sigma is not None else run_heatmap_sigma(arguments.model)
         if arguments.format == "saved_model":
-            path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version, sigma)
+            path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version)
         elif arguments.format == "tflite":
             suffix = "" if arguments.quantize == "none" else f"_{arguments.quantize}"
-            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize, sigma)
+            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize)
         else:
             path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"))
     except (FileNotFoundError, FileExistsError, ValueError) as error:

@@ -5,7 +5,6 @@ import re
 import shutil
 from pathlib import Path
 
-from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.export.serving_module import build_export_archive
 
 
@@ -17,7 +16,7 @@ def existing_versions(model_dir):
     return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.is_dir() and re.fullmatch(r"\d+", entry.name))
 
 
-def export_saved_model(generator, base_dir, model_name="pnr", version=None, heatmap_sigma=HEATMAP_SIGMA):
+def export_saved_model(generator, base_dir, model_name="pnr", version=None):
     """Writes the serving signatures of ``generator``; returns the version directory.
 
     ``version`` defaults to one more than the newest existing version, so re-exporting rolls a
@@ -36,7 +35,7 @@ def export_saved_model(generator, base_dir, model_name="pnr", version=None, heat
     temporary = model_dir / f".writing-{int(version)}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        build_export_archive(generator, heatmap_sigma).write_out(str(temporary), verbose=False)
+        build_export_archive(generator).write_out(str(temporary), verbose=False)
         os.rename(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)

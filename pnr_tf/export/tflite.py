@@ -5,7 +5,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.export.serving_module import MULTI_SHOT
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
@@ -14,17 +13,18 @@ from pnr_tf.export.serving_module import with_solver
 QUANTIZATIONS = ("none", "float16", "dynamic_range")
 
 
-def convert_to_tflite(generator, quantize="none", heatmap_sigma=HEATMAP_SIGMA):
+def convert_to_tflite(generator, quantize="none"):
     """The .tflite flatbuffer (bytes) with ``serving_default`` and ``multi_shot`` signatures.
 
     Batch size and M stay dynamic: run through ``Interpreter.get_signature_runner``, which resizes
-    the inputs per call. ``float16`` stores weights as float16; ``dynamic_range`` stores them as
+    the inputs per call. TFLite cannot fail a call from inside the graph, so where a SavedModel
+    answers INVALID_ARGUMENT (no visible joint in a source or the target) the output ``valid`` is 0. ``float16`` stores weights as float16; ``dynamic_range`` stores them as
     int8 and quantises activations on the fly.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     # TFLite has no builtin Assert: the in-graph checks stay in the SavedModel only.
-    archive = build_export_archive(with_solver(generator, "matmul"), heatmap_sigma, validate=False)
+    archive = build_export_archive(with_solver(generator, "matmul"), validate=False)
     with tempfile.TemporaryDirectory() as directory:
         archive.write_out(directory, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SINGLE_SHOT, MULTI_SHOT])
@@ -36,11 +36,11 @@ def convert_to_tflite(generator, quantize="none", heatmap_sigma=HEATMAP_SIGMA):
         return converter.convert()
 
 
-def export_tflite(generator, path, quantize="none", heatmap_sigma=HEATMAP_SIGMA):
+def export_tflite(generator, path, quantize="none"):
     """Writes the .tflite file; returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    flatbuffer = convert_to_tflite(generator, quantize, heatmap_sigma)
+    flatbuffer = convert_to_tflite(generator, quantize)
     temporary = path.with_name(path.name + ".partial")
     temporary.write_bytes(flatbuffer)
     temporary.replace(path)

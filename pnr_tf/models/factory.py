@@ -5,10 +5,15 @@ from pnr_tf.layers.encoders import AppearanceEncoder
 from pnr_tf.layers.encoders import PoseEncoder
 from pnr_tf.layers.regression import PNormRegression
 from pnr_tf.models.discriminator import PatchDiscriminator
+from pnr_tf.models.generator import InferenceContract
 from pnr_tf.models.generator import PNRGenerator
 
 
-def build_generator(model_config, row_keep_probability=1.0, seed=None):
+def build_generator(model_config, row_keep_probability=1.0, seed=None, data_config=None):
+    """The generator of a ModelConfig; data_config (image size, heatmap sigma) becomes its inference contract."""
+    contract = None
+    if data_config is not None:
+        contract = InferenceContract(data_config.image_height, data_config.image_width, data_config.heatmap_sigma)
     return PNRGenerator(
         appearance_encoder=AppearanceEncoder(
             model_config.base_filters, model_config.num_encoder_blocks, norm=model_config.norm, name="appearance_encoder"
@@ -31,6 +36,7 @@ def build_generator(model_config, row_keep_probability=1.0, seed=None):
         decoder=ImageDecoder(model_config.base_filters, model_config.num_decoder_blocks, norm=model_config.norm, name="decoder"),
         row_keep_probability=row_keep_probability,
         seed=seed,
+        contract=contract,
         name="generator",
     )
 
@@ -39,3 +45,14 @@ def build_discriminator(model_config, name):
     return PatchDiscriminator(
         model_config.discriminator_filters, model_config.discriminator_blocks, norm=model_config.norm, name=name
     )
+
+
+def built_generator(config):
+    """The generator of a whole Config, its variables created for the config's image size."""
+    import tensorflow as tf
+
+    generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed, data_config=config.data)
+    height, width = config.data.image_height, config.data.image_width
+    generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, 18)),
+               "target_pose": tf.zeros((1, height, width, 18))})  # fmt: skip
+    return generator

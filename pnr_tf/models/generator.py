@@ -1,8 +1,13 @@
-"""The pNR generator as one Keras model: encoders, p-norm regression, decoder."""
+"""The pNR generator as one Keras model: encoders, p-norm regression, decoder, and its inference contract."""
+
+import dataclasses
+import warnings
 
 import keras
 import tensorflow as tf
 
+from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.layers.blocks import build_sublayer
 from pnr_tf.layers.decoder import ImageDecoder
 from pnr_tf.layers.encoders import AppearanceEncoder
@@ -10,6 +15,33 @@ from pnr_tf.layers.encoders import PoseEncoder
 from pnr_tf.layers.regression import PNormRegression
 
 INPUT_NAMES = ("source_image", "source_pose", "target_pose")
+# The field's keypoints: 18 OpenPose-COCO joints in SPEC.md's order, (row, column) pixels, -1 = missing.
+KEYPOINT_FORMAT = f"openpose-coco-{NUM_JOINTS}:yx-pixels:missing=-1"
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceContract:
+    """What an image and a pose mean to a generator; stored in its .keras file.
+
+    Images are (image_height, image_width) RGB; poses are 18 keypoints in ``keypoint_format``,
+    turned into Gaussian heatmaps of width ``heatmap_sigma`` pixels (data.heatmap_sigma in training).
+    """
+
+    image_height: int
+    image_width: int
+    heatmap_sigma: float = HEATMAP_SIGMA
+    keypoint_format: str = KEYPOINT_FORMAT
+
+    @property
+    def image_size(self):
+        return (self.image_height, self.image_width)
+
+    def to_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return config if isinstance(config, cls) else cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="pnr_tf")
@@ -35,6 +67,8 @@ class PNRGenerator(keras.Model):
         decoder: G, an ``ImageDecoder``.
         row_keep_probability: Bernoulli keep probability of each source row in training.
         seed: seed of the row-dropout generator.
+        contract: an ``InferenceContract`` (or its config dict): image size, heatmap width and
+            keypoint convention inference must follow. None: the built input size, sigma 6.
         **kwargs: forwarded to ``keras.Model``.
 
     Example:
@@ -50,9 +84,11 @@ class PNRGenerator(keras.Model):
         decoder=None,
         row_keep_probability=1.0,
         seed=None,
+        contract=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.contract = None if contract is None else InferenceContract.from_config(contract)
         if not 0.0 < row_keep_probability <= 1.0:
             raise ValueError(f"row_keep_probability must be in (0, 1], got {row_keep_probability!r}")
         self.appearance_encoder = appearance_encoder or AppearanceEncoder(name="appearance_encoder")
@@ -74,6 +110,11 @@ class PNRGenerator(keras.Model):
         self._input_shapes = {name: [None, *shape[1:]] for name, shape in shapes.items()}
         image_shape = (None, *shapes["source_image"][-3:])
         pose_shape = (None, *shapes["target_pose"][-3:])
+        built_size = tuple(pose_shape[1:3])
+        if self.contract is None and None not in built_size:
+            self.contract = InferenceContract(*built_size)
+        elif self.contract is not None and None not in built_size and built_size != self.contract.image_size:
+            raise ValueError(f"the generator's contract is {self.contract.image_size} images, but it is built for {built_size}")
         build_sublayer(self.appearance_encoder, image_shape)
         build_sublayer(self.pose_encoder, pose_shape)
         height, width = pose_shape[1], pose_shape[2]
@@ -129,6 +170,7 @@ class PNRGenerator(keras.Model):
                 "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "row_keep_probability": self.row_keep_probability,
                 "seed": self.seed,
+                "contract": None if self.contract is None else self.contract.to_config(),
             }
         )
         return config
@@ -136,6 +178,12 @@ class PNRGenerator(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if "contract" not in config:  # a file saved before the contract was recorded: build() fills it in
+            warnings.warn(
+                f"pnr_tf: this generator file records no inference contract (saved by an earlier pnr_tf); assuming "
+                f"images of the size it was built for, heatmap sigma {HEATMAP_SIGMA:g}, {KEYPOINT_FORMAT} keypoints",
+                stacklevel=2,
+            )
         for name in ("appearance_encoder", "pose_encoder", "regression", "decoder"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)

@@ -8,8 +8,6 @@ the run's config.yaml and the checkpointed weights (the weight average when the 
 import dataclasses
 from pathlib import Path
 
-from pnr_tf.data.keypoints import HEATMAP_SIGMA
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelLocation:
@@ -71,16 +69,12 @@ def _restore_from_checkpoint(location):
     import tensorflow as tf
 
     from pnr_tf.config import load_config
-    from pnr_tf.models.factory import build_generator
+    from pnr_tf.models.factory import built_generator
 
     config_path = location.run_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
-    config = load_config(str(config_path))
-    generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed)
-    height, width = config.data.image_height, config.data.image_width
-    generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, 18)),
-               "target_pose": tf.zeros((1, height, width, 18))})  # fmt: skip
+    generator = built_generator(load_config(str(config_path)))
     stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(location.path))}
     owner = "generator_average" if "generator_average" in stored else "generator"
     status = tf.train.Checkpoint(**{owner: variables_by_path(generator)}).restore(str(location.path))
@@ -102,13 +96,3 @@ def load_generator(path):
     if not isinstance(generator, PNRGenerator):
         raise ValueError(f"{location.path} holds a {type(generator).__name__}, not a PNRGenerator")
     return generator
-
-
-def run_heatmap_sigma(path):
-    """data.heatmap_sigma of the run that wrote the model (its config.yaml), else the default."""
-    from pnr_tf.config import load_config
-
-    config_path = locate_model(path).run_dir / "config.yaml"
-    if config_path.is_file():
-        return load_config(str(config_path)).data.heatmap_sigma
-    return HEATMAP_SIGMA

@@ -10,6 +10,7 @@ TF-Serving itself: see export/README.md and export/compose.yaml.
 """
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -25,9 +26,10 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from pnr_tf.export.saved_model import existing_versions
+from pnr_tf.serving.client import MAX_MESSAGE_BYTES
 
 DEFAULT_SIGNATURE = "serving_default"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # TF-Serving's own limit is large too; gRPC's default is 4 MB
+DEFAULT_MAX_BATCH = 64  # a batch of 256 raised the server's memory by ~460 MB: a few such requests exhaust a small host
 
 
 def read_signature_defs(version_dir):
@@ -49,6 +51,20 @@ def _format_shape(signature_shape):
     return "(" + ", ".join("?" if dim.size < 0 else str(dim.size) for dim in signature_shape.dim) + ")"
 
 
+def readable(message):
+    """An in-graph check's own message, without TensorFlow's "Graph execution error", node and stack text."""
+    match = re.search(r"assertion failed: \[(.*?)\](?:\s*\[\[|\s*$|\n)", message)
+    if match:  # tf.debugging.Assert
+        return match.group(1)
+    lines = [line.strip() for line in message.splitlines()]
+    for index, line in enumerate(lines):
+        if " [Condition " in line:  # assert_positive and friends: "message [Condition ...]"
+            return line.split(" [Condition ", 1)[0]
+        if line.startswith("Condition ") and index > 0:  # assert_equal: the message is the line before
+            return lines[index - 1]
+    return re.split(r"\s*\[\[", lines[0], maxsplit=1)[0] if lines else message
+
+
 class RequestError(Exception):
     def __init__(self, code, message):
         super().__init__(message)
@@ -58,7 +74,8 @@ class RequestError(Exception):
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata for one model; Classify, Regress, MultiInference stay UNIMPLEMENTED."""
 
-    def __init__(self, model_base_path, model_name=None):
+    def __init__(self, model_base_path, model_name=None, max_batch=DEFAULT_MAX_BATCH):
+        self.max_batch = int(max_batch)
         base = Path(model_base_path)
         versions = existing_versions(base)
         if not versions:
@@ -105,7 +122,30 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     f"input {name!r} must have shape {_format_shape(expected.tensor_shape)}, got {tuple(array.shape)}",
                 )
             inputs[name] = tf.constant(array)
+        self._check_batch({name: tuple(value.shape) for name, value in inputs.items()})
         return inputs
+
+    def _check_batch(self, shapes):
+        """Batch and source counts agree, batch in 1..max_batch: plain messages, before any graph runs."""
+        batch_sizes = {name: shape[0] for name, shape in shapes.items() if shape}
+        if len(set(batch_sizes.values())) > 1:
+            sizes = ", ".join(f"{name} {size}" for name, size in sorted(batch_sizes.items()))
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"all inputs must have the same batch size; got {sizes}")
+        batch_size = next(iter(batch_sizes.values()), 0)
+        if batch_size == 0:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "the batch is empty: send at least one example")
+        if batch_size > self.max_batch:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a batch of {batch_size} examples exceeds this server's maximum of {self.max_batch}: split the request "
+                "(or start the server with a larger --max-batch)",
+            )
+        if "source_images" in shapes and "source_keypoints" in shapes and shapes["source_images"][1] != shapes["source_keypoints"][1]:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"source_images has {shapes['source_images'][1]} sources per example but source_keypoints "
+                f"{shapes['source_keypoints'][1]}",
+            )
 
     def Predict(self, request, context):
         try:
@@ -117,7 +157,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             try:
                 outputs = self.model.signatures[signature_name](**inputs)
             except tf.errors.InvalidArgumentError as error:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, readable(error.message)) from error
         except RequestError as error:
             context.abort(error.code, str(error))
         response = predict_pb2.PredictResponse()
@@ -150,9 +190,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-def serve(model_base_path, port=8500, model_name=None, host="[::]", max_workers=16):
+def serve(model_base_path, port=8500, model_name=None, host="[::]", max_workers=16, max_batch=DEFAULT_MAX_BATCH):
     """Starts the server in background threads; returns (server, bound port). ``port=0`` picks a free one."""
-    servicer = PredictionServicer(model_base_path, model_name)
+    servicer = PredictionServicer(model_base_path, model_name, max_batch)
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
@@ -171,9 +211,14 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (TF-Serving's default 8500; 0 = any free port)")
     parser.add_argument("--model-name", default=None, help="name clients ask for (default: the base path's folder name)")
     parser.add_argument("--host", default="[::]")
+    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help=f"largest batch a request may carry (default {DEFAULT_MAX_BATCH})")
     arguments = parser.parse_args(argv)
+    if arguments.max_batch < 1:
+        parser.error("--max-batch must be >= 1")
     try:
-        server, port, servicer = serve(arguments.model_base_path, arguments.port, arguments.model_name, arguments.host)
+        server, port, servicer = serve(
+            arguments.model_base_path, arguments.port, arguments.model_name, arguments.host, max_batch=arguments.max_batch
+        )
     except (FileNotFoundError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     stopped = threading.Event()

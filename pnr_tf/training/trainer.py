@@ -44,7 +44,7 @@ from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.models.factory import build_discriminator
-from pnr_tf.models.factory import build_generator
+from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import variables_by_path
 from pnr_tf.ops.solvers import describe_solver
 from pnr_tf.progress import ProgressBar
@@ -173,7 +173,7 @@ class Trainer:
             if config.loss.perceptual_weight > 0:
                 features = build_vgg19_features(config.loss.vgg19_weights, random_weights=random_vgg)
             self.models = GANModels(
-                generator=self._built_generator(),
+                generator=built_generator(config),
                 appearance_discriminator=build_discriminator(config.model, "appearance_discriminator"),
                 pose_discriminator=build_discriminator(config.model, "pose_discriminator"),
                 features=features,
@@ -182,7 +182,7 @@ class Trainer:
             self.models.appearance_discriminator(tf.zeros((1, height, width, 6)))
             self.models.pose_discriminator(tf.zeros((1, height, width, 21)))
             # The weight average: same structure and name, so its checkpoint keys are the generator's.
-            self.average_generator = self._built_generator() if train.ema_decay > 0 else None
+            self.average_generator = built_generator(config) if train.ema_decay > 0 else None
             if self.average_generator is not None:
                 self.average_generator.set_weights(self.models.generator.get_weights())
             self.optimizers = GANOptimizers(
@@ -217,19 +217,6 @@ class Trainer:
         self._gradient_functions = {}
         self._stop_signal = None
         self._update_average = tf.function(self._update_average_eagerly)
-
-    def _built_generator(self):
-        config = self.config
-        generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed)
-        height, width = config.data.image_height, config.data.image_width
-        generator(
-            {
-                "source_image": tf.zeros((1, 1, height, width, 3)),
-                "source_pose": tf.zeros((1, 1, height, width, 18)),
-                "target_pose": tf.zeros((1, height, width, 18)),
-            }
-        )
-        return generator
 
     def _optimizer(self, name):
         train = self.config.train
@@ -383,7 +370,7 @@ class Trainer:
     def _start_validation(self, samples, writer):
         """A Validator and its baselines, written once (first line of validation.jsonl, TensorBoard, stderr)."""
         data = self.config.data
-        validator = Validator(samples, (data.image_height, data.image_width), data.heatmap_sigma)
+        validator = Validator(samples, (data.image_height, data.image_width))
         log = self.output_dir / "validation.jsonl"
         baselines = validator.baselines()
         if not log.is_file():

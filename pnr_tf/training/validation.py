@@ -1,49 +1,44 @@
 """Validation during training: held-out pairs, scored the way `python -m pnr_tf.evaluate` scores them."""
 
 import numpy as np
-import tensorflow as tf
 
-from pnr_tf.data.pipeline import make_dataset
+from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
 from pnr_tf.evaluation.evaluate import pair_scores
-from pnr_tf.evaluation.evaluate import to_uint8
-
-INPUT_NAMES = ("source_image", "source_pose", "target_pose")
+from pnr_tf.inference import PoseTransfer
 
 
 class Validator:
     """Held-out pairs decoded once; SSIM (PATN's arguments) and L1 on [-1, 1] of a generator's outputs.
 
-    The images are rounded to uint8 first, as evaluate and the exported models do, so the numbers
-    here equal `python -m pnr_tf.evaluate`'s on the same pairs.
+    Generation goes through ``pnr_tf.inference`` (uint8 photos and keypoints in, uint8 out), so the
+    numbers here equal `python -m pnr_tf.evaluate`'s on the same pairs.
 
     Args:
         samples: a validated SampleSet of the held-out pairs.
         image_size: (height, width).
-        heatmap_sigma: the run's data.heatmap_sigma.
         batch_size: generation batch size.
     """
 
-    def __init__(self, samples, image_size, heatmap_sigma, batch_size=32):
-        dataset = make_dataset(samples, batch_size, image_size, shuffle=False, repeat=False, sigma=heatmap_sigma, drop_remainder=False)
-        self.batches, sources, targets = [], [], []
-        for batch in dataset:
-            self.batches.append({name: batch[name] for name in INPUT_NAMES})
-            sources.append(to_uint8(batch["source_image"][:, 0]))
-            targets.append(to_uint8(batch["target_image"]))
-        self.sources, self.targets = np.concatenate(sources), np.concatenate(targets)
-        self._functions = {}
+    def __init__(self, samples, image_size, batch_size=32):
+        self.batch_size = batch_size
+        batches = list(decoded_batches(samples, batch_size, image_size))
+        self.source_images = np.concatenate([batch["source_images"] for batch in batches])
+        self.source_keypoints = np.concatenate([batch["source_keypoints"] for batch in batches])
+        self.targets = np.concatenate([batch["target_images"] for batch in batches])
+        self.target_keypoints = np.concatenate([batch["target_keypoints"] for batch in batches])
+        self.sources = self.source_images[:, 0]
+        self._models = {}
 
     def __len__(self):
         return len(self.targets)
 
     def generate(self, generator):
         """uint8 outputs of ``generator`` (inference mode) for every pair."""
-        key = id(generator)
-        if key not in self._functions:
-            self._functions[key] = tf.function(lambda inputs: generator(inputs, training=False), reduce_retracing=True)
-        return np.concatenate([to_uint8(self._functions[key](batch)) for batch in self.batches])
+        if id(generator) not in self._models:
+            self._models[id(generator)] = PoseTransfer(generator)
+        return self._models[id(generator)].generate(self.source_images, self.source_keypoints, self.target_keypoints, self.batch_size)
 
     def score(self, generator):
         """{"ssim": mean SSIM, "l1": mean L1} of the generator on these pairs."""

@@ -15,6 +15,7 @@ from pnr_tf.export.tflite import convert_to_tflite
 from tests.helpers import level_difference
 from tests.helpers import random_serving_inputs
 from tests.helpers import reference_generate
+from tests.helpers import with_contract
 
 
 def test_saved_model_is_written_in_the_versioned_layout_tf_serving_watches(serving_generator, tmp_path):
@@ -146,8 +147,7 @@ def test_keras_file_export_reloads_with_identical_float_outputs(serving_generato
 
 def test_export_command_writes_every_format_and_rejects_bad_options(serving_generator, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    export_keras(serving_generator, run_dir / "generator.keras")
-    (run_dir / "config.yaml").write_text("data:\n  heatmap_sigma: 3.0\n")
+    export_keras(with_contract(serving_generator, heatmap_sigma=3.0), run_dir / "generator.keras")
     out = tmp_path / "models"
     assert export_main(["--model", str(run_dir), "--format", "saved_model", "--out", str(out), "--version", "7"]) == 0
     assert export_main(["--model", str(run_dir), "--format", "tflite", "--quantize", "float16", "--out", str(out)]) == 0
@@ -155,7 +155,7 @@ def test_export_command_writes_every_format_and_rejects_bad_options(serving_gene
     assert (out / "pnr" / "7" / "saved_model.pb").is_file()
     assert (out / "pnr_float16.tflite").stat().st_size > 0 and (out / "pnr.keras").is_file()
 
-    # The run's heatmap width (3, not the default 6) is baked into the exported graph.
+    # The heatmap width the file's contract records (3, not the default 6) is baked into the exported graph.
     images, source_keypoints, target_keypoints = random_serving_inputs(1, 1, seed=2)
     _, expected = reference_generate(serving_generator, images, source_keypoints, target_keypoints, sigma=3.0)
     loaded = tf.saved_model.load(str(out / "pnr" / "7"))
@@ -171,3 +171,34 @@ def test_export_command_writes_every_format_and_rejects_bad_options(serving_gene
         export_main(["--model", str(tmp_path / "missing"), "--format", "keras", "--out", str(out)])
     assert exit_info.value.code == 2
     assert "no generator at" in capsys.readouterr().err
+
+
+def nan_and_missing_requests():
+    """Requests with a NaN joint, the same with that joint -1, and one whose sources have no visible joint."""
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, 1, seed=21)
+    nan_source, missing_source = source_keypoints.copy(), source_keypoints.copy()
+    nan_source[1, 0, 2] = np.nan
+    missing_source[1, 0, 2] = -1.0
+    no_source = source_keypoints.copy()
+    no_source[0] = np.nan
+    single = lambda keypoints: {"source_image": images[:, 0], "source_keypoints": keypoints[:, 0], "target_keypoints": target_keypoints}  # noqa: E731
+    return single(nan_source), single(missing_source), single(no_source)
+
+
+def test_saved_model_reads_nan_as_missing_and_refuses_a_source_without_joints(saved_model_base):
+    signature = tf.saved_model.load(str(saved_model_base / "1")).signatures["serving_default"]
+    with_nan, with_missing, without_joints = nan_and_missing_requests()
+    output = signature(**with_nan)
+    np.testing.assert_array_equal(output["image"].numpy(), signature(**with_missing)["image"].numpy())
+    assert output["valid"].numpy().tolist() == [True, True] and output["image"].numpy().std() > 20
+    with pytest.raises(tf.errors.InvalidArgumentError, match="every source image needs at least one visible keypoint"):
+        signature(**without_joints)
+
+
+def test_tflite_reads_nan_as_missing_and_flags_a_source_without_joints(tflite_models):
+    runner = Interpreter(model_content=tflite_models["none"]).get_signature_runner("serving_default")
+    with_nan, with_missing, without_joints = nan_and_missing_requests()
+    output = runner(**with_nan)
+    np.testing.assert_array_equal(output["image"], runner(**with_missing)["image"])
+    assert output["valid"].tolist() == [True, True] and output["image"].std() > 20
+    assert runner(**without_joints)["valid"].tolist() == [False, True]  # TFLite cannot fail the call: it says so

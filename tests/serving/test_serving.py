@@ -87,7 +87,7 @@ def test_metadata_describes_both_signatures(server_address):
     assert set(metadata) == {"serving_default", "multi_shot"}
     assert metadata["serving_default"]["inputs"]["source_image"] == ("uint8", (-1, 16, 8, 3))
     assert metadata["multi_shot"]["inputs"]["source_keypoints"] == ("float32", (-1, -1, 18, 2))
-    assert metadata["multi_shot"]["outputs"] == {"image": ("uint8", (-1, 16, 8, 3))}
+    assert metadata["multi_shot"]["outputs"] == {"image": ("uint8", (-1, 16, 8, 3)), "valid": ("bool", (-1,))}
 
 
 def test_bad_requests_get_tf_serving_statuses_and_the_server_keeps_serving(server_address, local_model):
@@ -192,3 +192,36 @@ def test_request_example_writes_the_generated_pair(server_address, synthetic_roo
     assert request_example.main(["--address", server_address, "--data-root", str(synthetic_root), "--out", str(out)]) == 0
     picture = cv2.imread(str(out))
     assert picture.shape == (16, 16, 3)  # source | generated at the served model's 16 x 8
+
+
+def test_bad_batches_and_poses_get_plain_messages_and_a_nan_joint_is_a_missing_one(saved_model_base, local_model):
+    server, port, _ = serve(saved_model_base, port=0, host="localhost", max_batch=3)
+    images, source_keypoints, target_keypoints = random_serving_inputs(4, 2, seed=31)
+    request = lambda count: {"source_images": images[:count], "source_keypoints": source_keypoints[:count], "target_keypoints": target_keypoints[:count]}  # noqa: E731
+    no_joints = request(2)
+    no_joints["source_keypoints"] = source_keypoints[:2].copy()
+    no_joints["source_keypoints"][1, 0] = -1.0
+    cases = {
+        "too large": (request(4), "a batch of 4 examples exceeds this server's maximum of 3"),
+        "empty": (request(0), "the batch is empty"),
+        "mismatch": ({**request(2), "target_keypoints": target_keypoints[:1]}, "all inputs must have the same batch size"),
+        "sources": ({**request(2), "source_keypoints": source_keypoints[:2, :1]}, "2 sources per example but source_keypoints 1"),
+        "no joints": (no_joints, "every source image needs at least one visible keypoint"),
+    }
+    try:
+        with GeneratorClient(f"localhost:{port}") as client:
+            for case, (inputs, message) in cases.items():
+                with pytest.raises(InvalidRequestError, match=message) as error:
+                    client.predict(inputs, "multi_shot")
+                assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT, case
+                assert "node" not in error.value.details and "Condition" not in error.value.details, error.value.details
+            nan_request, missing_request = request(2), request(2)
+            nan_request["target_keypoints"] = target_keypoints[:2].copy()
+            missing_request["target_keypoints"] = target_keypoints[:2].copy()
+            nan_request["target_keypoints"][0, 5] = np.nan
+            missing_request["target_keypoints"][0, 5] = -1.0
+            answer = client.predict(nan_request, "multi_shot")
+            np.testing.assert_array_equal(answer["image"], client.predict(missing_request, "multi_shot")["image"])
+            assert answer["image"].std() > 20 and answer["valid"].tolist() == [True, True]
+    finally:
+        server.stop(grace=None)

@@ -1,0 +1,182 @@
+"""Running a trained generator: uint8 photos and keypoints in, a uint8 image out, as its contract says.
+
+Every way to run a model goes through here: ``python -m pnr_tf.generate`` and ``evaluate``, the
+SavedModel and TFLite exports (their graphs are this module's functions), the dev server and the
+web page. The generator file carries its ``InferenceContract`` (image size, heatmap width,
+keypoint convention), so nothing here takes those as arguments.
+
+    import pnr_tf.inference as inference
+    model = inference.PoseTransfer.load("runs/quickstart")
+    image = model.generate(source_images, source_keypoints, target_keypoints)   # uint8 in, uint8 out
+
+Rules for keypoints, the same in every path: 18 (y, x) pixel pairs; a joint that is -1, NaN or
+outside the image is missing; every source image and the target pose need at least one visible
+joint, otherwise the call fails (``InvalidPoseError`` here, INVALID_ARGUMENT from a SavedModel,
+``valid = 0`` from TFLite, which has no way to fail a call from inside the graph).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.data.keypoints import keypoints_to_heatmaps
+from pnr_tf.data.keypoints import visible_joints
+from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
+
+OUTPUT_NAME = "image"
+VALID_NAME = "valid"
+NO_VISIBLE_SOURCE_JOINT = "every source image needs at least one visible keypoint (finite, inside the image)"
+NO_VISIBLE_TARGET_JOINT = "the target pose needs at least one visible keypoint (finite, inside the image)"
+
+
+class InvalidPoseError(ValueError):
+    """Keypoints the model cannot use; the message says which rule they break."""
+
+
+def to_pixels(images):
+    """[-1, 1] float images -> uint8 pixels, rounded (tensors)."""
+    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+def pose_problems(source_keypoints, target_keypoints, image_size):
+    """Messages for the examples that break the keypoint rules; empty when all are usable.
+
+    source_keypoints (b, M, 18, 2), target_keypoints (b, 18, 2), NumPy.
+    """
+    height, width = image_size
+    sources = np.asarray(visible_joints(np.asarray(source_keypoints, np.float32), height, width)).any(axis=-1)
+    targets = np.asarray(visible_joints(np.asarray(target_keypoints, np.float32), height, width)).any(axis=-1)
+    problems = []
+    for example, (source_ok, target_ok) in enumerate(zip(sources, targets)):
+        if not source_ok.all():
+            sources_without = [int(index) for index in np.flatnonzero(~source_ok)]
+            problems.append(f"example {example}: {NO_VISIBLE_SOURCE_JOINT}; source(s) {sources_without} have none")
+        if not target_ok:
+            problems.append(f"example {example}: {NO_VISIBLE_TARGET_JOINT}")
+    return problems
+
+
+def fit_photo(photo, keypoints, image_size):
+    """A photo of any size resized to the model's, with its keypoints scaled alike (missing stay -1)."""
+    import cv2
+
+    height, width = image_size
+    keypoints = np.asarray(keypoints, np.float32)
+    scale = np.array([height / photo.shape[0], width / photo.shape[1]], np.float32)
+    with np.errstate(invalid="ignore"):
+        missing = ~np.isfinite(keypoints).all(axis=-1, keepdims=True) | (keypoints < 0).any(axis=-1, keepdims=True)
+    resized = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA) if photo.shape[:2] != (height, width) else photo
+    return resized, np.where(missing, -1.0, keypoints * scale).astype(np.float32)
+
+
+class PoseTransfer:
+    """A generator with its contract: the graph functions exports use, and NumPy calls for scripts.
+
+    Args:
+        generator: a built ``PNRGenerator`` (its ``contract`` says image size and heatmap width).
+        validate: put the keypoint and shape rules in the graph as checks that fail a call with
+            INVALID_ARGUMENT. TFLite has no such op: its export turns them off and reads ``valid``.
+    """
+
+    def __init__(self, generator, validate=True):
+        if generator.contract is None:
+            raise ValueError("the generator is not built: call it once or load it from a .keras file first")
+        self.generator = generator
+        self.contract = generator.contract
+        self.validate = validate
+        self._generate_function = None
+
+    @classmethod
+    def load(cls, path, validate=True):
+        """From a .keras file, a training run directory (even one stopped midway) or a checkpoint."""
+        from pnr_tf.models.loading import load_generator
+
+        return cls(load_generator(path), validate)
+
+    @property
+    def image_size(self):
+        return self.contract.image_size
+
+    # The graph ---------------------------------------------------------------------------------
+
+    def heatmaps(self, keypoints):
+        return keypoints_to_heatmaps(keypoints, *self.image_size, self.contract.heatmap_sigma)
+
+    def valid(self, source_keypoints, target_keypoints):
+        """(b,) bool: every source and the target have a visible joint."""
+        source_ok = tf.reduce_all(tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1), axis=-1)
+        target_ok = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
+        return source_ok & target_ok
+
+    def single_shot(self, source_image, source_keypoints, target_keypoints):
+        """(b, H, W, 3) uint8, (b, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
+        return self.multi_shot(tf.expand_dims(source_image, 1), tf.expand_dims(source_keypoints, 1), target_keypoints)
+
+    def multi_shot(self, source_images, source_keypoints, target_keypoints):
+        """(b, M, H, W, 3) uint8, (b, M, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
+        source_keypoints = tf.cast(source_keypoints, tf.float32)
+        target_keypoints = tf.cast(target_keypoints, tf.float32)
+        valid = self.valid(source_keypoints, target_keypoints)
+        if self.validate:
+            source_images, source_keypoints, target_keypoints = self._checked(source_images, source_keypoints, target_keypoints)
+        inputs = {
+            "source_image": tf.cast(source_images, tf.float32) / 127.5 - 1.0,
+            "source_pose": self.heatmaps(source_keypoints),
+            "target_pose": self.heatmaps(target_keypoints),
+        }
+        return {OUTPUT_NAME: to_pixels(self.generator(inputs, training=False)), VALID_NAME: valid}
+
+    def _checked(self, source_images, source_keypoints, target_keypoints):
+        image_shape = tf.shape(source_images)
+        keypoint_shape = tf.shape(source_keypoints)
+        batch_size = tf.shape(target_keypoints)[0]
+        source_visible = tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1)
+        target_visible = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
+        checks = [
+            tf.debugging.assert_equal(
+                image_shape[:2], keypoint_shape[:2],
+                message="source images and source keypoints must have the same batch size and number of sources",
+            ),
+            tf.debugging.assert_equal(
+                image_shape[0], batch_size, message="source images and target keypoints must have the same batch size"
+            ),
+            tf.debugging.assert_positive(image_shape[0], message="the batch is empty: send at least one example"),
+            tf.debugging.assert_positive(image_shape[1], message="at least one source image is needed"),
+            tf.debugging.Assert(tf.reduce_all(source_visible), [NO_VISIBLE_SOURCE_JOINT]),
+            tf.debugging.Assert(tf.reduce_all(target_visible), [NO_VISIBLE_TARGET_JOINT]),
+        ]  # fmt: skip
+        with tf.control_dependencies(checks):
+            return tf.identity(source_images), tf.identity(source_keypoints), tf.identity(target_keypoints)
+
+    # NumPy -------------------------------------------------------------------------------------
+
+    def generate(self, source_images, source_keypoints, target_keypoints, batch_size=32):
+        """uint8 images of the model's size and keypoints in, uint8 images out (NumPy).
+
+        source_images (b, M, H, W, 3) or (b, H, W, 3) for M = 1; source_keypoints (b, M, 18, 2) or
+        (b, 18, 2); target_keypoints (b, 18, 2). Raises InvalidPoseError for unusable keypoints.
+        """
+        source_images = np.asarray(source_images, np.uint8)
+        source_keypoints = np.asarray(source_keypoints, np.float32)
+        target_keypoints = np.asarray(target_keypoints, np.float32)
+        if source_images.ndim == 4:
+            source_images, source_keypoints = source_images[:, np.newaxis], source_keypoints[:, np.newaxis]
+        expected = (*self.image_size, 3)
+        if source_images.ndim != 5 or source_images.shape[2:] != expected:
+            raise ValueError(f"source images must be (batch, M, {expected[0]}, {expected[1]}, 3) uint8, got {source_images.shape}")
+        if source_keypoints.shape != (*source_images.shape[:2], NUM_JOINTS, 2) or target_keypoints.shape != (len(source_images), NUM_JOINTS, 2):
+            raise ValueError(
+                f"keypoints must be (batch, M, {NUM_JOINTS}, 2) and (batch, {NUM_JOINTS}, 2) for {source_images.shape[:2]} "
+                f"sources, got {source_keypoints.shape} and {target_keypoints.shape}"
+            )
+        problems = pose_problems(source_keypoints, target_keypoints, self.image_size)
+        if problems:
+            raise InvalidPoseError("; ".join(problems))
+        if self._generate_function is None:
+            self._generate_function = tf.function(lambda *arguments: self.multi_shot(*arguments)[OUTPUT_NAME], reduce_retracing=True)
+        parts = [
+            self._generate_function(source_images[start : start + batch_size], source_keypoints[start : start + batch_size],
+                                    target_keypoints[start : start + batch_size]).numpy()
+            for start in range(0, len(source_images), batch_size)
+        ]  # fmt: skip
+        return np.concatenate(parts)

@@ -1,0 +1,106 @@
+"""pnr_tf.inference: the contract stored in the generator file, and the keypoint rules of every path."""
+
+import json
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import pnr_tf
+from pnr_tf.inference import InvalidPoseError
+from pnr_tf.inference import PoseTransfer
+from pnr_tf.inference import fit_photo
+from tests.helpers import level_difference
+from tests.helpers import random_generator_inputs
+from tests.helpers import random_serving_inputs
+from tests.helpers import reference_generate
+from tests.helpers import tiny_generator
+
+
+def test_the_contract_is_stored_in_the_keras_file_and_an_old_file_gets_todays_defaults(serving_generator, tmp_path):
+    assert serving_generator.contract.image_size == (16, 8) and serving_generator.contract.heatmap_sigma == 6.0
+    path = tmp_path / "model.keras"
+    serving_generator.save(path)
+    assert keras.models.load_model(path).contract == serving_generator.contract
+    # A file written before the contract existed: the same archive with the field removed.
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["contract"]
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.models.load_model(old)
+    notices = [str(warning.message) for warning in caught if "inference contract" in str(warning.message)]
+    assert len(notices) == 1 and "the size it was built for, heatmap sigma 6" in notices[0]
+    assert loaded.contract == pnr_tf.models.generator.InferenceContract(16, 8, 6.0)
+
+
+def test_a_contract_that_disagrees_with_the_built_size_is_refused():
+    generator = pnr_tf.PNRGenerator(
+        appearance_encoder=pnr_tf.AppearanceEncoder(4, 1), pose_encoder=pnr_tf.PoseEncoder(4, 1, pose_dim=4),
+        decoder=pnr_tf.ImageDecoder(4, 1), contract={"image_height": 32, "image_width": 16},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"contract is \(32, 16\) images, but it is built for \(16, 8\)"):
+        generator(random_generator_inputs(batch_size=1, height=16, width=8))
+
+
+def test_generate_equals_the_model_on_numpy_heatmaps(serving_generator):
+    images, source_keypoints, target_keypoints = random_serving_inputs(3, 2, seed=4)
+    _, expected = reference_generate(serving_generator, images, source_keypoints, target_keypoints)
+    output = PoseTransfer(serving_generator).generate(images, source_keypoints, target_keypoints, batch_size=2)
+    assert output.dtype == np.uint8 and level_difference(output, expected) <= 1
+
+
+def test_a_nan_joint_is_a_missing_joint_not_a_black_image(serving_generator):
+    model = PoseTransfer(serving_generator)
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, 1, seed=5)
+    missing_source, missing_target = source_keypoints.copy(), target_keypoints.copy()
+    missing_source[0, 0, 4] = -1.0
+    missing_target[1, 7] = -1.0
+    nan_source, nan_target = source_keypoints.copy(), target_keypoints.copy()
+    nan_source[0, 0, 4, 1] = np.nan  # one coordinate is enough
+    nan_target[1, 7] = np.nan
+    with_nan = model.generate(images, nan_source, nan_target)
+    np.testing.assert_array_equal(with_nan, model.generate(images, missing_source, missing_target))
+    assert with_nan.std() > 20  # a picture, not a constant
+
+
+@pytest.mark.parametrize("broken", ["source", "target"])
+@pytest.mark.parametrize("value", [-1.0, np.nan, 1e9])
+def test_a_pose_without_any_visible_joint_is_refused(serving_generator, broken, value):
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, 2, seed=6)
+    if broken == "source":
+        source_keypoints[1, 1] = value
+        message = r"example 1: every source image needs at least one visible keypoint .*source\(s\) \[1\]"
+    else:
+        target_keypoints[0] = value
+        message = "example 0: the target pose needs at least one visible keypoint"
+    with pytest.raises(InvalidPoseError, match=message):
+        PoseTransfer(serving_generator).generate(images, source_keypoints, target_keypoints)
+
+
+def test_fit_photo_scales_keypoints_and_keeps_missing_ones_missing():
+    photo = np.zeros((256, 96, 3), np.uint8)
+    keypoints = np.array([[100.0, 30.0], [-1.0, -1.0], [np.nan, 5.0]] + [[0.0, 0.0]] * 15, np.float32)
+    resized, scaled = fit_photo(photo, keypoints, (128, 64))
+    assert resized.shape == (128, 64, 3)
+    np.testing.assert_allclose(scaled[0], [50.0, 20.0])
+    np.testing.assert_array_equal(scaled[1:3], -1.0)
+
+
+def test_the_loaded_model_follows_its_own_contract(tmp_path):
+    keras.utils.set_random_seed(1)
+    generator = tiny_generator()
+    generator(random_generator_inputs(batch_size=1, height=24, width=12))
+    generator.save(tmp_path / "g.keras")
+    model = PoseTransfer.load(tmp_path / "g.keras")
+    assert model.image_size == (24, 12)
+    with pytest.raises(ValueError, match=r"\(batch, M, 24, 12, 3\)"):
+        model.generate(np.zeros((1, 16, 8, 3), np.uint8), np.zeros((1, 18, 2)), np.zeros((1, 18, 2)))
