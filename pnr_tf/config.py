@@ -185,6 +185,13 @@ def validate(config):
     for key in ("data.validation_identities", "data.test_identities"):
         if not 0 <= _lookup(config, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1), got {_lookup(config, key)!r}")
+    for key in ("train.beta_1", "train.beta_2"):
+        if not 0 <= _lookup(config, key) < 1:
+            raise ConfigError(f"{key} must be in [0, 1) (Adam's decay rates), got {_lookup(config, key)!r}")
+    for key in ("model.ridge", "model.num_encoder_blocks", "model.num_decoder_blocks", "model.discriminator_blocks",
+                "loss.l1_weight", "loss.perceptual_weight", "loss.gan_appearance_weight", "loss.gan_pose_weight"):  # fmt: skip
+        if _lookup(config, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
     if not 0 <= config.train.ema_decay < 1:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     if not 0 < config.train.row_keep_probability <= 1:

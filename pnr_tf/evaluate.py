@@ -47,6 +47,8 @@ def build_parser():
     parser.add_argument("--num-sources", type=parse_num_sources, default=None, help="with --tuples: e.g. 1,3,5")
     parser.add_argument("--out", default=None, help="report folder (default <run>/evaluation or evaluation/)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs (a quick look)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="with --images: score the pairs that have an output and report how many do not (default: an error)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=16)
     inception = parser.add_mutually_exclusive_group()
     inception.add_argument("--inception-weights", default=None, help="Keras InceptionV3 .h5 (default: the Keras cache)")
@@ -105,9 +107,23 @@ def main(argv=None):
             arguments.dataset == "auto" and "market" in f"{root} {annotation_path} {arguments.images or ''}".lower()
         )
 
-        sets = {}  # name -> ScoredSet
+        sets, missing = {}, []  # name -> ScoredSet; pairs without another method's output
         if arguments.images:
-            sets["images"] = evaluate.read_generated_folder(arguments.images, annotations, image_dir, arguments.limit)
+            pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
+            expected = None
+            if pairs_path.is_file():
+                expected = read_pairs(pairs_path)
+            elif not arguments.allow_missing:
+                raise FileNotFoundError(
+                    f"pair file {pairs_path} does not exist: --images is scored on the pairs of --pairs, so that a missing "
+                    "output is noticed (or --allow-missing scores whatever the folder holds)"
+                )
+            sets["images"], missing = evaluate.read_generated_folder(
+                arguments.images, annotations, image_dir, arguments.limit, expected, arguments.allow_missing
+            )
+            if missing:
+                scored = sets.pop("images")
+                sets[f"images ({len(missing)} of {len(missing) + len(scored)} pairs MISSING)"] = scored
         else:
             model = PoseTransfer.load(arguments.model) if arguments.model else None
             if arguments.tuples:
@@ -163,9 +179,12 @@ def main(argv=None):
                 baselines = evaluate.baseline_metrics(scored_set)
         report = metrics[next(iter(metrics))] if len(metrics) == 1 else {"by_num_sources": metrics}
         report["source"] = str(arguments.model or arguments.images or f"baseline: {arguments.baseline}")
+        if arguments.images:
+            report["num_missing"] = len(missing)
+            report["missing_pairs"] = [f"{source}___{target}" for source, target in missing]
         report["baselines"] = baselines
         evaluate.write_metrics(out_dir, report)
-    except (FileNotFoundError, ValueError, DataFormatError, BadSampleError) as error:
+    except (FileNotFoundError, ValueError, DataFormatError, BadSampleError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
 
     print(evaluate.comparison_table(metrics, evaluate.PAPER_MARKET if is_market else None, baselines))

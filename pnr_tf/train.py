@@ -30,15 +30,24 @@ def main(argv=None):
         return 0
     output_dir = arguments.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(arguments.config or "default"))[0])
 
+    from pnr_tf.data.annotations import DataFormatError
+    from pnr_tf.data.pipeline import BadSampleError
     from pnr_tf.ops.packed_cholesky import KernelUnavailableError
+    from pnr_tf.training.trainer import RunDirectoryBusyError
     from pnr_tf.training.trainer import Trainer  # imported late: --dry-run and config errors stay fast
 
     try:
         model_path = Trainer(config, output_dir).fit()
-    except (ConfigError, FileNotFoundError, KernelUnavailableError) as error:
+    except BadSampleError as error:
+        parser.exit(2, f"error: {error}\n(data.on_bad_sample: skip skips such rows and reports how many)\n")
+    except (ConfigError, FileNotFoundError, KernelUnavailableError, DataFormatError, RunDirectoryBusyError) as error:
         parser.exit(2, f"error: {error}\n")
     except FloatingPointError as error:
         parser.exit(1, f"error: {error}\n")
+    except OSError as error:  # disk full, permissions: what could not be written, and where
+        where = f" ({error.filename})" if error.filename else ""
+        parser.exit(2, f"error: {error.strerror or error}{where}: free space or choose another --output-dir; "
+                       "the last checkpoint stays restorable\n")  # fmt: skip
     if model_path is None:
         return 1
     print(f"saved {model_path}")

@@ -38,34 +38,72 @@ def is_distractor(name):
     return identity_of(name) in ("-1", "0000")
 
 
-def read_annotations(path):
-    """name -> (18, 2) int keypoints (y, x) from an annotation file."""
+# A coordinate beyond this is no pixel of any image this project reads (and would overflow int32).
+LARGEST_COORDINATE = 1_000_000
+
+
+class Annotations(dict):
+    """name -> (18, 2) int32 keypoints (y, x); ``skipped`` lists the lines left out (on_bad_sample="skip")."""
+
+    def __init__(self, *arguments, **keywords):
+        super().__init__(*arguments, **keywords)
+        self.skipped = []
+
+
+def read_annotations(path, on_bad_sample="error"):
+    """name -> (18, 2) int keypoints (y, x) from an annotation file, as ``Annotations``.
+
+    A malformed line raises DataFormatError naming file and line, or with ``on_bad_sample="skip"``
+    is left out and listed in ``.skipped``. Values must be integers (``true`` is not 1) between
+    -1 and LARGEST_COORDINATE; a UTF-8 byte-order mark before the header is ignored.
+    """
     path = Path(path)
-    keypoints = {}
-    with path.open() as lines:
-        for line_number, line in enumerate(lines, start=1):
-            line = line.strip()
-            if not line or (line_number == 1 and line.replace(" ", "") == ANNOTATION_HEADER):
-                continue
-            parts = line.split(":")
-            if len(parts) != 3:
-                raise DataFormatError(f"{path}:{line_number}: expected 'name:[y...]:[x...]', got {line[:80]!r}")
-            name = parts[0].strip()
-            try:
-                rows = json.loads(parts[1])
-                columns = json.loads(parts[2])
-            except json.JSONDecodeError as error:
-                raise DataFormatError(f"{path}:{line_number}: keypoint lists are not JSON ({error})") from None
-            if not (_is_int_list(rows) and _is_int_list(columns)):
-                raise DataFormatError(f"{path}:{line_number}: expected two lists of {NUM_JOINTS} integers for {name!r}")
+    keypoints = Annotations()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or (line_number == 1 and line.replace(" ", "") == ANNOTATION_HEADER):
+            continue
+        try:
+            name, points = _parse_annotation_line(path, line_number, line)
             if name in keypoints:
                 raise DataFormatError(f"{path}:{line_number}: duplicate name {name!r}")
-            keypoints[name] = np.stack([rows, columns], axis=1).astype(np.int32)
+        except DataFormatError as error:
+            if on_bad_sample != "skip":
+                raise
+            keypoints.skipped.append(str(error))
+            continue
+        keypoints[name] = points
     return keypoints
 
 
+def _parse_annotation_line(path, line_number, line):
+    parts = line.split(":")
+    if len(parts) != 3:
+        raise DataFormatError(f"{path}:{line_number}: expected 'name:[y...]:[x...]', got {line[:80]!r}")
+    name = parts[0].strip()
+    try:
+        rows = json.loads(parts[1])
+        columns = json.loads(parts[2])
+    except json.JSONDecodeError as error:
+        raise DataFormatError(f"{path}:{line_number}: keypoint lists are not JSON ({error})") from None
+    if not (_is_int_list(rows) and _is_int_list(columns)):
+        raise DataFormatError(f"{path}:{line_number}: expected two lists of {NUM_JOINTS} integers for {name!r}")
+    values = rows + columns
+    if any(value < -1 or value > LARGEST_COORDINATE for value in values):
+        bad = next(value for value in values if value < -1 or value > LARGEST_COORDINATE)
+        raise DataFormatError(f"{path}:{line_number}: keypoint value {bad} for {name!r} is neither -1 (missing) nor a pixel position")
+    return name, np.stack([rows, columns], axis=1).astype(np.int32)
+
+
 def _is_int_list(values):
-    return isinstance(values, list) and len(values) == NUM_JOINTS and all(isinstance(value, int) for value in values)
+    # type(...) is int: JSON true is a bool, which Python counts as the integer 1.
+    return isinstance(values, list) and len(values) == NUM_JOINTS and all(type(value) is int for value in values)
 
 
 def write_annotations(path, keypoints):
@@ -83,8 +121,13 @@ def read_name_rows(path, num_columns=None):
     num_columns: the expected row width (2 for pairs); None takes the header's width.
     """
     path = Path(path)
-    with path.open(newline="") as file:
-        rows = list(csv.reader(file))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            rows = list(csv.reader(file))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"pair file {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
     if not rows:
         raise DataFormatError(f"{path}: empty file, expected a header such as 'from,to'")
     header = [cell.strip() for cell in rows[0]]

@@ -10,7 +10,6 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -43,6 +42,35 @@ class SampleSet:
         return len(self.target_paths)
 
 
+def image_problem(path, image_size=None):
+    """Why an image file cannot be used (None when it can), found with the decoder training uses.
+
+    OpenCV decodes a truncated JPEG with only a warning; TensorFlow's decoder, the one tf.data
+    runs, fails on it, so the check decodes exactly as the pipeline will.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return f"image file {path} does not exist"
+    try:
+        shape = decode_image_bytes(tf.constant(path.read_bytes())).shape
+    except (tf.errors.OpError, ValueError) as error:
+        reason = str(getattr(error, "message", error)).splitlines()[0]
+        return f"image file {path} cannot be decoded (truncated or not an image: {reason})"
+    if image_size is not None and tuple(shape[:2]) != tuple(image_size):
+        return f"image file {path} is {shape[0]}x{shape[1]} (HxW), expected {image_size[0]}x{image_size[1]}"
+    return None
+
+
+def undecodable_files(paths):
+    """The (path, problem) pairs among image files that do not decode: names the file behind a tf.data error."""
+    found = []
+    for path in dict.fromkeys(paths):
+        problem = image_problem(path)
+        if problem:
+            found.append((path, problem))
+    return found
+
+
 class _ImageChecker:
     """Decodes each image once and remembers whether it is usable."""
 
@@ -53,20 +81,7 @@ class _ImageChecker:
 
     def problem(self, name):
         if name not in self._problems:
-            path = self.image_dir / name
-            if not path.is_file():
-                self._problems[name] = f"image file {path} does not exist"
-            else:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    self._problems[name] = f"image file {path} cannot be decoded"
-                elif image.shape[:2] != self.image_size:
-                    self._problems[name] = (
-                        f"image file {path} is {image.shape[0]}x{image.shape[1]} (HxW), expected "
-                        f"{self.image_size[0]}x{self.image_size[1]}"
-                    )
-                else:
-                    self._problems[name] = None
+            self._problems[name] = image_problem(self.image_dir / name, self.image_size)
         return self._problems[name]
 
 
@@ -79,12 +94,16 @@ def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_
     if on_bad_sample not in ON_BAD_SAMPLE:
         raise ValueError(f"on_bad_sample must be one of {ON_BAD_SAMPLE}, got {on_bad_sample!r}")
     checker = _ImageChecker(image_dir, image_size)
-    kept_sources, kept_source_keypoints, kept_targets, kept_target_keypoints, reasons = [], [], [], [], []
+    kept_sources, kept_source_keypoints, kept_targets, kept_target_keypoints = [], [], [], []
+    reasons = list(getattr(annotations, "skipped", []))  # annotation lines read_annotations skipped
+    height, width = image_size
     for line_number, (sources, target) in enumerate(rows, start=2):
         problem = None
         for name in (*sources, target):
             if name not in annotations:
                 problem = f"{name!r} is not in the annotation file"
+            elif not _has_visible_joint(annotations[name], height, width):
+                problem = f"{name!r} has no keypoint inside the {height}x{width} image (an empty pose teaches nothing)"
             else:
                 problem = checker.problem(name)
             if problem:
@@ -101,6 +120,9 @@ def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_
         kept_target_keypoints.append(annotations[target])
     if reasons:
         logger.warning("skipped %d bad samples of %d; first: %s", len(reasons), len(rows), reasons[0])
+    if not kept_targets:
+        detail = f"; all {len(rows)} rows were skipped, the first because {reasons[0]}" if reasons else ""
+        raise BadSampleError(f"{row_file}: no usable samples{detail}")
     num_sources = len(rows[0][0]) if rows else 1
     return SampleSet(
         source_paths=kept_sources,
@@ -112,21 +134,27 @@ def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_
     )
 
 
+def _has_visible_joint(keypoints, height, width):
+    keypoints = np.asarray(keypoints)
+    return bool(np.any((keypoints[:, 0] >= 0) & (keypoints[:, 1] >= 0) & (keypoints[:, 0] < height) & (keypoints[:, 1] < width)))
+
+
 def pair_samples(pairs_file, annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error"):
     """Supervised pairs (from,to) -> SampleSet with M = 1."""
     rows = [((source,), target) for source, target in read_pairs(pairs_file)]
-    return build_sample_set(rows, read_annotations(annotation_file), image_dir, image_size, on_bad_sample, pairs_file)
+    annotations = read_annotations(annotation_file, on_bad_sample)
+    return build_sample_set(rows, annotations, image_dir, image_size, on_bad_sample, pairs_file)
 
 
 def tuple_samples(tuples_file, annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error"):
     """Multi-shot tuples (from_0..from_{M-1},to) -> SampleSet with M sources."""
     rows = read_tuples(tuples_file)
-    return build_sample_set(rows, read_annotations(annotation_file), image_dir, image_size, on_bad_sample, tuples_file)
+    return build_sample_set(rows, read_annotations(annotation_file, on_bad_sample), image_dir, image_size, on_bad_sample, tuples_file)
 
 
 def single_image_samples(annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error", names=None):
     """Unsupervised: each image is its own target. Default names: every annotated image with a torso."""
-    annotations = read_annotations(annotation_file)
+    annotations = read_annotations(annotation_file, on_bad_sample)
     if names is None:
         names = sorted(name for name, keypoints in annotations.items() if has_torso(keypoints))
     rows = [((name,), name) for name in names]
@@ -139,14 +167,17 @@ def decode_image(path, image_size):
     JPEGs use the accurate integer DCT, as OpenCV and PIL do; TensorFlow's default fast DCT is off
     by several levels on Market's small crops.
     """
-    contents = tf.io.read_file(path)
-    image = tf.cond(
+    image = tf.ensure_shape(decode_image_bytes(tf.io.read_file(path)), (*image_size, 3))
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def decode_image_bytes(contents):
+    """JPEG/PNG bytes -> (H, W, 3) uint8, JPEG with the accurate integer DCT (what image_problem checks with)."""
+    return tf.cond(
         tf.io.is_jpeg(contents),
         lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
         lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
     )
-    image = tf.ensure_shape(image, (*image_size, 3))
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
 
 
 def make_dataset(
@@ -160,7 +191,7 @@ def make_dataset(
     Works under strategy.experimental_distribute_dataset.
     """
     if len(samples) == 0:
-        raise ValueError("no usable samples")
+        raise BadSampleError("no usable samples")
     height, width = image_size
     dataset = tf.data.Dataset.from_tensor_slices(
         {
@@ -218,8 +249,14 @@ def decoded_batches(samples, batch_size, image_size=(128, 64)):
 
     dataset = tf.data.Dataset.from_tensor_slices((tf.constant(samples.source_paths), tf.constant(samples.target_paths)))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size).prefetch(2)
-    start = 0
-    for source_images, target_images in dataset:
+    start, iterator = 0, iter(dataset)
+    while True:
+        try:
+            source_images, target_images = next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+            raise BadSampleError(decode_failure_message(samples, error)) from None
         stop = start + len(target_images)
         yield {
             "source_images": source_images.numpy(),
@@ -228,3 +265,13 @@ def decoded_batches(samples, batch_size, image_size=(128, 64)):
             "target_keypoints": samples.target_keypoints[start:stop],
         }
         start = stop
+
+
+def decode_failure_message(samples, error):
+    """What to say when tf.data fails to read an image: which file(s), found by checking them again."""
+    paths = [path for row in samples.source_paths for path in row] + list(samples.target_paths)
+    found = undecodable_files(paths)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        return f"{found[0][1]}{more}: it changed after the data check, or cannot be read now"
+    return f"reading the images failed: {str(getattr(error, 'message', error)).splitlines()[0]}"

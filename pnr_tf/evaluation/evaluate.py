@@ -98,20 +98,45 @@ def _image_size_of(samples):
     return image.shape[:2]
 
 
-def read_generated_folder(folder, annotations, image_dir=None, limit=None):
+class MissingOutputsError(ValueError):
+    """A folder of another method's outputs lacks some of the pairs it is scored on."""
+
+
+def read_generated_folder(folder, annotations, image_dir=None, limit=None, expected_pairs=None, allow_missing=False):
     """Another method's outputs: PATN's ``{from}___{to}_vis.png`` five-panel strips or plain ``{from}___{to}.png``.
 
     Strips give source (panel 1), target (panel 3) and generated (panel 5) as PATN's script reads
     them; plain files are the generated image, with source and target read from image_dir.
+    ``expected_pairs`` (the pair file's rows, first ``limit``) are the pairs scored: one without an
+    output raises MissingOutputsError (a method that skips its hard pairs would score better)
+    unless ``allow_missing``. Returns the ScoredSet and the list of missing pairs.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder of generated images at {folder}")
-    files = sorted(path for path in folder.iterdir() if PLAIN_FILE.match(path.name))
-    if not files:
+    outputs = {}
+    for path in sorted(folder.iterdir()):
+        match = PATN_STRIP.match(path.name) or PLAIN_FILE.match(path.name)
+        if match:
+            outputs.setdefault(match.group("source", "target"), path)
+    if not outputs:
         raise ValueError(f"{folder} holds no images named {{from}}___{{to}}.png or {{from}}___{{to}}_vis.png")
-    if limit:
-        files = files[:limit]
+    missing = []
+    if expected_pairs is None:
+        files = list(outputs.values())[:limit] if limit else list(outputs.values())
+    else:
+        expected_pairs = [tuple(pair) for pair in expected_pairs][:limit] if limit else [tuple(pair) for pair in expected_pairs]
+        missing = [pair for pair in expected_pairs if pair not in outputs]
+        if missing and not allow_missing:
+            shown = ", ".join(f"{source}___{target}" for source, target in missing[:5])
+            raise MissingOutputsError(
+                f"{len(missing)} of the {len(expected_pairs)} pairs have no output in {folder} (first: {shown}); scoring the "
+                f"others would flatter the method. Pass --allow-missing to score the {len(expected_pairs) - len(missing)} present "
+                "(the report then says how many are missing)"
+            )
+        files = [outputs[pair] for pair in expected_pairs if pair in outputs]
+        if not files:
+            raise MissingOutputsError(f"none of the {len(expected_pairs)} pairs has an output in {folder}")
     names, sources, targets, generated, keypoints, target_paths = [], [], [], [], [], []
     for path in files:
         strip = PATN_STRIP.match(path.name)
@@ -141,7 +166,8 @@ def read_generated_folder(folder, annotations, image_dir=None, limit=None):
         generated.append(output)
         keypoints.append(annotations[target_name])
     target_paths = target_paths if len(target_paths) == len(names) else []  # FID's cache needs every real file
-    return ScoredSet(names, np.stack(sources), np.stack(targets), np.stack(generated), np.asarray(keypoints, np.float32), target_paths)
+    scored = ScoredSet(names, np.stack(sources), np.stack(targets), np.stack(generated), np.asarray(keypoints, np.float32), target_paths)
+    return scored, missing
 
 
 def l1_distance(targets, generated):

@@ -29,6 +29,7 @@ def main(argv=None):
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (default: newest + 1)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="TFLite weight quantisation")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file or SavedModel version (default: an error)")
     arguments = parser.parse_args(argv)
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
@@ -43,13 +44,13 @@ def main(argv=None):
     try:
         generator = load_generator(arguments.model)
         if arguments.format == "saved_model":
-            path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version)
+            path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version, arguments.overwrite)
         elif arguments.format == "tflite":
             suffix = "" if arguments.quantize == "none" else f"_{arguments.quantize}"
-            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize)
+            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize, arguments.overwrite)
         else:
-            path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"))
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+            path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"), arguments.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {path}")
     return 0

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from pnr_tf.export.keras_file import refuse_to_overwrite
 from pnr_tf.export.serving_module import MULTI_SHOT
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
@@ -36,9 +37,10 @@ def convert_to_tflite(generator, quantize="none"):
         return converter.convert()
 
 
-def export_tflite(generator, path, quantize="none"):
-    """Writes the .tflite file; returns its path."""
+def export_tflite(generator, path, quantize="none", overwrite=False):
+    """Writes the .tflite file (an existing one only with ``overwrite``); returns its path."""
     path = Path(path)
+    refuse_to_overwrite(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     flatbuffer = convert_to_tflite(generator, quantize)
     temporary = path.with_name(path.name + ".partial")

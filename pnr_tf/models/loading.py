@@ -6,6 +6,7 @@ the run's config.yaml and the checkpointed weights (the weight average when the 
 """
 
 import dataclasses
+import zipfile
 from pathlib import Path
 
 
@@ -92,7 +93,14 @@ def load_generator(path):
     location = locate_model(path)
     if location.is_checkpoint:
         return _restore_from_checkpoint(location)
-    generator = keras.models.load_model(location.path, compile=False)
+    if not zipfile.is_zipfile(location.path):  # Keras would call a truncated file "File not found"
+        raise ValueError(f"{location.path} exists but is not a readable Keras model file (not a complete .keras zip archive): "
+                         "truncated, or another kind of file")  # fmt: skip
+    try:
+        generator = keras.models.load_model(location.path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise ValueError(f"{location.path} exists but is not a readable Keras model file ({reason}): truncated, or not a model") from None
     if not isinstance(generator, PNRGenerator):
         raise ValueError(f"{location.path} holds a {type(generator).__name__}, not a PNRGenerator")
     return generator

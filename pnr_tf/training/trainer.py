@@ -18,9 +18,11 @@ current step with a checkpoint; TensorFlow writes a checkpoint to temporary file
 and the state file is updated last, so a kill mid-write leaves the previous checkpoint restorable.
 """
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pnr_tf.config import ConfigError
 from pnr_tf.config import check_data_paths
 from pnr_tf.config import to_yaml
 from pnr_tf.data.annotations import identity_of
@@ -39,6 +42,8 @@ from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.make_pairs import has_torso
 from pnr_tf.data.make_pairs import split_rows_by_identity
+from pnr_tf.data.pipeline import BadSampleError
+from pnr_tf.data.pipeline import decode_failure_message
 from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
@@ -125,6 +130,36 @@ def split_pair_files(config, output_dir, write=True):
         for name, path in paths.items():
             write_pairs(path, splits[name])
     return paths
+
+
+class RunDirectoryBusyError(RuntimeError):
+    """Another process trains in this run directory."""
+
+
+@contextlib.contextmanager
+def run_directory_lock(output_dir):
+    """An exclusive lock on <output_dir>/.lock (released when the process ends, even killed)."""
+    import fcntl
+
+    path = Path(output_dir) / ".lock"
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            raise RunDirectoryBusyError(
+                f"{output_dir} is in use by a training run ({owner}): wait for it to finish, or train into another --output-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
 
 
 def pose_picture(heatmaps):
@@ -413,9 +448,19 @@ class Trainer:
         }
 
     def fit(self, samples=None):
-        """Trains to train.num_steps (resuming), returns the path of generator.keras (or None if stopped)."""
-        config, train = self.config, self.config.train
+        """Trains to train.num_steps (resuming), returns the path of generator.keras (or None if stopped).
+
+        The chief holds a lock on the run directory while it trains: a second training pointed at
+        the same --output-dir stops with RunDirectoryBusyError instead of interleaving checkpoints.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if not self.chief:
+            return self._fit(samples)
+        with run_directory_lock(self.output_dir):
+            return self._fit(samples)
+
+    def _fit(self, samples):
+        config, train = self.config, self.config.train
         record = self.session_record()
         print(f"regression solver: {record['solver_detail']}", file=sys.stderr)
         if self.chief:
@@ -433,11 +478,20 @@ class Trainer:
             samples = load_samples(config, None if self.unsupervised else split_paths["train"], train_identities)
             validation = self.validation_samples(split_paths)
         if samples.num_skipped:
-            print(f"skipped {samples.num_skipped} bad samples (data.on_bad_sample: skip)", file=sys.stderr)
+            print(f"skipped {samples.num_skipped} bad samples (data.on_bad_sample: skip); first: {samples.skipped_reasons[0]}",
+                  file=sys.stderr)  # fmt: skip
+        if len(samples) < train.batch_size:
+            raise ConfigError(
+                f"train.batch_size {train.batch_size} is larger than the {len(samples)} training samples: every batch would "
+                "repeat examples; use a smaller batch or more data"
+            )
         start = self.step
         if self.restored_from:
             print(f"resumed from {self.restored_from} at step {start}", file=sys.stderr)
-        preview = self._preview_batch(samples)
+        try:
+            preview = self._preview_batch(samples)
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+            raise BadSampleError(decode_failure_message(samples, error)) from None
         writer = tf.summary.create_file_writer(str(self.output_dir / "logs")) if self.chief else tf.summary.create_noop_writer()
         validator = self._start_validation(validation, writer) if validation is not None and self.chief else None
         previous_handlers = {number: signal.signal(number, self._handle_signal) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -446,7 +500,11 @@ class Trainer:
         try:
             iterator = iter(self.dataset(samples, start))
             while self.step < train.num_steps:
-                metrics = self.train_step(next(iterator))
+                try:
+                    batch = next(iterator)
+                except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+                    raise BadSampleError(decode_failure_message(samples, error)) from None
+                metrics = self.train_step(batch)
                 step = self.step
                 if not all(np.isfinite(list(metrics.values()))):
                     # The weights now hold the bad update: stop before any checkpoint keeps them.

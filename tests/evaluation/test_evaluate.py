@@ -101,7 +101,8 @@ def test_other_methods_folders_patn_strips_and_plain_files(synthetic_root, tmp_p
         expected[target] = patn_ssim(target_image, generated)
     for folder in (strips, plain):
         out = tmp_path / f"report_{folder.name}"
-        assert evaluate_main(["--images", str(folder), "--data-root", str(synthetic_root), "--no-inception", "--out", str(out)]) == 0
+        arguments = ["--images", str(folder), "--data-root", str(synthetic_root), "--limit", "4", "--no-inception", "--out", str(out)]
+        assert evaluate_main(arguments) == 0
         rows = read_per_pair(out / "per_pair.csv")
         assert len(rows) == 4
         for row in rows:
@@ -140,7 +141,7 @@ def test_real_market_subset_model_and_copy_baseline_with_the_papers_numbers(tiny
     pairs = read_pairs(subset / "pairs.csv")[:8]
     for source, target in pairs:
         write_rgb(baseline / f"{source}___{target}.png", read_rgb(subset / "images" / source))
-    assert evaluate_main(["--images", str(baseline), *common, "--out", str(tmp_path / "baseline")]) == 0
+    assert evaluate_main(["--images", str(baseline), "--pairs", "pairs.csv", *common, "--out", str(tmp_path / "baseline")]) == 0
     rows = {row["target"]: float(row["ssim"]) for row in read_per_pair(tmp_path / "baseline" / "per_pair.csv")}
     for source, target in pairs:
         reference = patn_ssim(read_rgb(subset / "images" / target), read_rgb(subset / "images" / source))
@@ -173,3 +174,21 @@ def test_baselines_are_scored_as_a_method_and_beside_every_model(tiny_model_run,
     for name in ("copy-source", "mean-image"):
         assert report["baselines"][name]["ssim"] == pytest.approx(expected[name]["ssim"], abs=1e-4)
         assert f"baseline: {name}" in table
+
+
+def test_a_folder_missing_some_outputs_is_an_error_unless_allowed_and_then_reported(synthetic_root, tmp_path, capsys):
+    pairs = read_pairs(synthetic_root / "pairs-test.csv")[:10]
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    for source, target in pairs[:7]:  # three pairs, maybe the hard ones, left out
+        write_rgb(folder / f"{source}___{target}.png", read_rgb(synthetic_root / "images" / source))
+    common = ["--images", str(folder), "--data-root", str(synthetic_root), "--limit", "10", "--no-inception"]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([*common, "--out", str(tmp_path / "refused")])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "3 of the 10 pairs have no output" in message and f"{pairs[7][0]}___{pairs[7][1]}" in message
+    assert not (tmp_path / "refused" / "metrics.json").exists()
+    assert evaluate_main([*common, "--allow-missing", "--out", str(tmp_path / "allowed")]) == 0
+    assert "3 of 10 pairs MISSING" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "allowed" / "metrics.json").read_text())
+    assert metrics["num_pairs"] == 7 and metrics["num_missing"] == 3 and len(metrics["missing_pairs"]) == 3
