@@ -5,9 +5,16 @@ SavedModel and TFLite exports (their graphs are this module's functions), the de
 web page. The generator file carries its ``InferenceContract`` (image size, heatmap width,
 keypoint convention), so nothing here takes those as arguments.
 
-    import pnr_tf.inference as inference
-    model = inference.PoseTransfer.load("runs/quickstart")
+    from pnr_tf.inference import PoseTransfer, frame_person
+    from pnr_tf.pose import PoseEstimator, paste_back
+    model = PoseTransfer.load("runs/quickstart")
     image = model.generate(source_images, source_keypoints, target_keypoints)   # uint8 in, uint8 out
+    # or from photos of any size, keypoints estimated (BlazePose, pnr_tf.pose):
+    estimator = PoseEstimator()
+    source = frame_person(photo, model.image_size, estimator=estimator)
+    target = frame_person(other_photo, model.image_size, estimator=estimator)
+    image = model.generate(source.image[None], source.keypoints[None], target.keypoints[None])[0]
+    framed = paste_back(photo, source, image)     # back in the photo's own frame
 
 Rules for keypoints, the same in every path: 18 (y, x) pixel pairs; a joint that is -1, NaN or
 outside the image is missing; every source image and the target pose need at least one visible
@@ -67,6 +74,25 @@ def fit_photo(photo, keypoints, image_size):
         missing = ~np.isfinite(keypoints).all(axis=-1, keepdims=True) | (keypoints < 0).any(axis=-1, keepdims=True)
     resized = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA) if photo.shape[:2] != (height, width) else photo
     return resized, np.where(missing, -1.0, keypoints * scale).astype(np.float32)
+
+
+def frame_person(photo, image_size, keypoints=None, estimator=None, name="the photo"):
+    """A photo as the model takes it: a ``pnr_tf.pose.PersonCrop`` (image of the model's size, keypoints in it,
+    and the box for ``pnr_tf.pose.paste_back``).
+
+    With keypoints (the photo's own, any size) the whole photo is resized, keypoints alike. Without,
+    they are estimated (``estimator``: a ``pnr_tf.pose.PoseEstimator``) and the person is cut out
+    framed as in Market-1501's crops, with the model's aspect ratio.
+    """
+    from pnr_tf.pose import PersonCrop
+    from pnr_tf.pose import crop_person
+
+    if keypoints is not None:
+        image, moved = fit_photo(photo, keypoints, image_size)
+        return PersonCrop(image, moved, (0.0, 0.0, float(photo.shape[0]), float(photo.shape[1])))
+    if estimator is None:
+        raise ValueError(f"{name} has no keypoints: give them, or a pnr_tf.pose.PoseEstimator to estimate them")
+    return crop_person(photo, estimator.estimate(photo, name).keypoints, image_size)
 
 
 class PoseTransfer:

@@ -1,0 +1,136 @@
+"""Keypoints from a photo, offline: BlazePose's 33 landmarks as the field's 18 OpenPose-COCO joints.
+
+    from pnr_tf.pose import PoseEstimator, crop_person
+    estimator = PoseEstimator()                      # the models from ~/.cache/pnr_tf/pose (fetched once)
+    pose = estimator.estimate(photo)                 # photo: RGB uint8, any size, one person (the largest is used)
+    crop = crop_person(photo, pose.keypoints, (128, 64))   # framed like a Market crop, keypoints moved with it
+    ...                                                    # generate from crop.image, crop.keypoints
+    framed = paste_back(photo, crop, generated)      # the result in the original photo's frame
+
+``python -m pnr_tf.pose.fetch`` fetches the models explicitly (pnr_tf.pose.fetch says how and why).
+"""
+
+import dataclasses
+import sys
+
+import cv2
+import numpy as np
+
+from pnr_tf.pose.blazepose import PRESENCE_THRESHOLD
+from pnr_tf.pose.blazepose import BlazePose
+from pnr_tf.pose.blazepose import to_openpose
+from pnr_tf.pose.fetch import PoseModelsUnavailableError  # noqa: F401  (part of this package's API)
+from pnr_tf.pose.fetch import cached_models
+from pnr_tf.pose.fetch import fetch_models
+
+SMALLEST_SIDE = 48  # pixels; the detector cannot find a person in less
+# Market-1501 crops leave about this much of the joints' vertical span above the highest joint and
+# below the lowest (medians of the 367 annotated subset images with head and ankles visible).
+TOP_MARGIN, BOTTOM_MARGIN = 0.095, 0.113
+
+
+class PoseEstimationError(ValueError):
+    """No usable person in the photo; the message says why."""
+
+
+@dataclasses.dataclass
+class PersonPose:
+    keypoints: np.ndarray  # (18, 2) (y, x) photo pixels, -1 where not visible
+    score: float  # the detector's
+    num_people: int  # persons found; the largest is the one described
+
+
+@dataclasses.dataclass
+class PersonCrop:
+    image: np.ndarray  # (H, W, 3) uint8 of the model's size
+    keypoints: np.ndarray  # (18, 2) in the crop's pixels, -1 where missing
+    box: tuple  # (top, left, height, width) of the crop in the photo (may reach outside it)
+
+
+class PoseEstimator:
+    """BlazePose on photos. ``fetch=True`` fetches the models on first use (with a notice) when absent.
+
+    Args:
+        models_dir: where the two .tflite files are (default ~/.cache/pnr_tf/pose).
+        fetch: allowed to fetch them from PyPI when absent.
+        num_threads: TFLite threads (default: TFLite's).
+    """
+
+    def __init__(self, models_dir=None, fetch=True, num_threads=None):
+        paths = cached_models(models_dir)
+        if paths is None:
+            if not fetch:
+                raise PoseModelsUnavailableError("the pose models are not in the cache: run python -m pnr_tf.pose.fetch")
+            paths = fetch_models(models_dir)
+        self.model = BlazePose(paths["pose_detection.tflite"], paths["pose_landmark_full.tflite"], num_threads)
+
+    def estimate(self, photo, name="the photo"):
+        """The 18 keypoints of the largest person in an RGB uint8 photo; PoseEstimationError when there is none."""
+        photo = np.ascontiguousarray(photo, np.uint8)
+        if photo.ndim != 3 or photo.shape[2] != 3:
+            raise PoseEstimationError(f"{name}: expected an RGB image, got an array of shape {photo.shape}")
+        if min(photo.shape[:2]) < SMALLEST_SIDE:
+            raise PoseEstimationError(
+                f"{name} is {photo.shape[0]} x {photo.shape[1]} pixels: too small to find a person in (at least "
+                f"{SMALLEST_SIDE} pixels a side); give its keypoints instead"
+            )
+        detections = self.model.detect(photo)
+        # The largest person: the one the detector's scale point puts farthest from the hips. The
+        # detector finds people by their face; in a small crop around one person (Market's 128 x 64)
+        # it often finds none, and the photo itself is then taken as the person's frame.
+        largest = max(detections, key=lambda detection: np.linalg.norm(detection.keypoints[1] - detection.keypoints[0]), default=None)
+        if len(detections) > 1:
+            print(f"{name}: {len(detections)} people found; using the largest", file=sys.stderr)
+        landmarks = self.model.landmarks(photo, largest)
+        if landmarks.presence < PRESENCE_THRESHOLD:
+            raise PoseEstimationError(f"no person found in {name} (the landmark model's presence score is {landmarks.presence:.2f})")
+        keypoints = to_openpose(landmarks, photo.shape)
+        if not (keypoints >= 0).all(axis=1).any():
+            raise PoseEstimationError(f"no joint of the person in {name} is visible enough to use")
+        return PersonPose(keypoints, largest.score if largest else landmarks.presence, max(len(detections), 1))
+
+
+def crop_box(keypoints, image_size):
+    """(top, left, height, width) framing the visible joints as a Market crop, with the model's aspect ratio."""
+    visible = keypoints[(keypoints >= 0).all(axis=1)]
+    if not len(visible):
+        raise PoseEstimationError("no visible joint to frame the person by")
+    top, bottom = visible[:, 0].min(), visible[:, 0].max()
+    span = max(bottom - top, 1.0)
+    height = span * (1 + TOP_MARGIN + BOTTOM_MARGIN)
+    width = height * image_size[1] / image_size[0]
+    centre_x = (visible[:, 1].min() + visible[:, 1].max()) / 2
+    return top - TOP_MARGIN * span, centre_x - width / 2, height, width
+
+
+def crop_person(photo, keypoints, image_size):
+    """The person cut out and resized to image_size (the photo's border repeated where the box leaves it)."""
+    top, left, height, width = crop_box(np.asarray(keypoints, np.float64), image_size)
+    out_height, out_width = image_size
+    scale_y, scale_x = out_height / height, out_width / width
+    # Output pixel (c, r) samples the photo at (left + (c + 0.5) / scale_x - 0.5, top + ...): pixel centres kept.
+    matrix = np.array([[1 / scale_x, 0, left + 0.5 / scale_x - 0.5], [0, 1 / scale_y, top + 0.5 / scale_y - 0.5]])
+    interpolation = cv2.INTER_AREA if scale_x < 1 else cv2.INTER_LINEAR
+    image = cv2.warpAffine(photo, matrix, (out_width, out_height), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    moved = np.full((18, 2), -1.0, np.float32)
+    visible = (np.asarray(keypoints) >= 0).all(axis=1)
+    moved[visible, 0] = (np.asarray(keypoints)[visible, 0] - top + 0.5) * scale_y - 0.5
+    moved[visible, 1] = (np.asarray(keypoints)[visible, 1] - left + 0.5) * scale_x - 0.5
+    inside = visible & (moved[:, 0] >= 0) & (moved[:, 1] >= 0) & (moved[:, 0] < out_height) & (moved[:, 1] < out_width)
+    moved[~inside] = -1.0
+    return PersonCrop(image, moved, (top, left, height, width))
+
+
+def paste_back(photo, crop, generated):
+    """The photo with ``generated`` (the crop's size) resized into the crop's box; the part of the box inside the photo."""
+    top, left, height, width = crop.box
+    out_height, out_width = generated.shape[:2]
+    # Photo pixel (x, y) takes the generated image at ((x + 0.5 - left) * out_width / width - 0.5, ...).
+    matrix = np.array([[width / out_width, 0, left + 0.5 * width / out_width - 0.5],
+                       [0, height / out_height, top + 0.5 * height / out_height - 0.5]])  # fmt: skip
+    size = (photo.shape[1], photo.shape[0])
+    warped = cv2.warpAffine(np.asarray(generated, np.uint8), matrix, size, flags=cv2.INTER_LINEAR)
+    covered = cv2.warpAffine(np.full((out_height, out_width), 255, np.uint8), matrix, size, flags=cv2.INTER_NEAREST) > 0
+    result = photo.copy()
+    result[covered] = warped[covered]
+    return result
