@@ -18,7 +18,7 @@ setup(
     packages=find_packages(include=["pnr_tf", "pnr_tf.*"]),
     # The fused regression kernel ships as source: it is compiled against the installed
     # TensorFlow on first use (pnr_tf/ops/packed_cholesky.py).
-    package_data={"pnr_tf.ops": ["kernels/*.cc"]},
+    package_data={"pnr_tf.ops": ["kernels/*.cc"], "pnr_tf.app": ["page.html"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

@@ -1,0 +1,204 @@
+"""The pose-transfer page: its JSON API over a real server, and the page itself in headless Chromium.
+
+Page tests need Chromium (Debian: apt-get install chromium) and the BlazePose models (python -m
+pnr_tf.pose.fetch); they skip cleanly without. The page test leaves a screenshot in test-output/.
+"""
+
+import base64
+import json
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pnr_tf.app import create_app
+from pnr_tf.app.service import MAX_IMAGE_BYTES
+from pnr_tf.app.service import PageService
+from pnr_tf.app.service import built_in_poses
+from pnr_tf.data.annotations import read_annotations
+from pnr_tf.inference import PoseTransfer
+from pnr_tf.pose import fetch
+from tests.helpers import reference_generate
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+OUTPUT = REPOSITORY / "test-output"
+BROWSER_ARGUMENTS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+class FakeEstimator:
+    """Keypoints by photo size: lets the API tests run without the BlazePose models."""
+
+    def __init__(self, keypoints):
+        self.keypoints = keypoints
+
+    def estimate(self, photo, name="the photo"):
+        from pnr_tf.pose import PersonPose
+
+        return PersonPose(self.keypoints, 1.0, 1)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(service):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_run):
+    return PoseTransfer(tiny_model_run[1])
+
+
+@pytest.fixture(scope="module")
+def api(model, synthetic_root):
+    """A server whose estimator returns a fixed pose (the first synthetic annotation)."""
+    keypoints = next(iter(read_annotations(synthetic_root / "annotations.csv").values())).astype(np.float32)
+    server, thread, address = start_server(PageService(model, FakeEstimator(keypoints)))
+    yield address, keypoints
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def post(address, payload):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{address}/api/generate", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def data_url(path):
+    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def decode(url):
+    import cv2
+
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_the_gallery_lists_poses_in_the_models_frame(api):
+    address, _ = api
+    with urllib.request.urlopen(f"{address}/api/poses") as response:
+        gallery = json.loads(response.read())
+    assert gallery["image_size"] == [128, 64] and len(gallery["poses"]) == 12 and [1, 2] in gallery["bones"]
+    expected = built_in_poses((128, 64))["pose 1"]
+    assert gallery["poses"][0]["keypoints"] == [None if (point < 0).any() else point.tolist() for point in expected]
+
+
+def test_a_generation_equals_the_model_and_bad_requests_get_messages(api, model, synthetic_root):
+    address, keypoints = api
+    photo_path = next((synthetic_root / "images").iterdir())
+    target = built_in_poses((128, 64))["pose 3"]
+    target_list = [None if (point < 0).any() else point.tolist() for point in target]
+    status, answer = post(address, {"sources": [data_url(photo_path)], "target_keypoints": target_list})
+    assert status == 200, answer
+    from pnr_tf.pose import crop_person
+    from pnr_tf.visualize import read_rgb
+
+    crop = crop_person(read_rgb(photo_path), keypoints, (128, 64))  # estimated keypoints: the person is framed
+    _, expected = reference_generate(model.generator, crop.image[None, None], crop.keypoints[None, None], target[None])
+    assert np.abs(decode(answer["image"]).astype(int) - expected[0].astype(int)).max() <= 1
+    text = base64.b64encode(b"hello, not an image").decode()
+    huge = "A" * (MAX_IMAGE_BYTES * 4 // 3 + 8)
+    cases = [
+        ({"sources": [], "target_keypoints": target_list}, 422, "add at least one photo"),
+        ({"sources": [data_url(photo_path)] * 6, "target_keypoints": target_list}, 413, "at most 5 photos"),
+        ({"sources": [text], "target_keypoints": target_list}, 415, "photo 1 is not a JPEG, PNG or WebP image"),
+        ({"sources": ["%%%"], "target_keypoints": target_list}, 422, "not base64"),
+        ({"sources": [huge], "target_keypoints": target_list}, 413, "larger than 8 MB"),
+        ({"sources": [data_url(photo_path)], "target_keypoints": [[1, 2]] * 3}, 422, "expected 18 [y, x] pairs"),
+        ({"sources": [data_url(photo_path)], "target_keypoints": [None] * 18}, 422, "the target pose needs at least one visible keypoint"),
+        (b"{not json", 400, "not JSON"),
+    ]
+    for payload, expected_status, message in cases:
+        status, answer = post(address, payload)
+        assert status == expected_status and message in answer["error"], (status, answer)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no Chromium: the page test needs one (Debian: apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGUMENTS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page_server(model):
+    if fetch.cached_models() is None:
+        pytest.skip("the BlazePose models are not in the cache: run python -m pnr_tf.pose.fetch")
+    from pnr_tf.pose import PoseEstimator
+
+    server, thread, address = start_server(PageService(model, PoseEstimator(fetch=False)))
+    yield address
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_page_in_chromium_turns_a_market_photo_into_a_new_pose(browser, page_server, shared_data, tmp_path):
+    photo = sorted((shared_data / "market_subset" / "images").iterdir())[7]  # its keypoints stay unknown to the page
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(page_server)
+    page.wait_for_selector("#gallery canvas")
+    page.set_input_files("#photos", str(photo))
+    page.wait_for_selector("#thumbs img")
+    page.click("#gallery canvas:nth-child(4)")
+    # Drag the right wrist of the chosen pose 10 model pixels to the left in the editor.
+    pose = page.evaluate("target")
+    box = page.locator("#editor").bounding_box()
+    wrist_y, wrist_x = pose[4]
+    page.mouse.move(box["x"] + wrist_x * 4, box["y"] + wrist_y * 4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (wrist_x - 10) * 4, box["y"] + wrist_y * 4, steps=5)
+    page.mouse.up()
+    assert page.evaluate("target")[4][1] == pytest.approx(wrist_x - 10, abs=0.3)
+    page.click("#generate")
+    page.wait_for_selector("#generated", timeout=120_000)
+    assert page.text_content("#error") == ""
+    generated = decode(page.get_attribute("#generated", "src"))
+    assert generated.shape == (128, 64, 3) and generated.std() > 10
+    assert page.locator("#download").get_attribute("href").startswith("data:image/png;base64,")
+    assert page.locator("#sources img").count() == 1
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "page.png"), full_page=True)
+
+    # A bad upload: the error is shown in the page, nothing is generated.
+    page.reload()
+    page.wait_for_selector("#gallery canvas")
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is text, not a picture")
+    page.set_input_files("#photos", str(bad))
+    page.wait_for_selector("#thumbs img")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=60_000)
+    assert "is not a JPEG, PNG or WebP image" in page.text_content("#error")
+    assert page.locator("#generated").count() == 0
+    page.screenshot(path=str(OUTPUT / "page_error.png"), full_page=True)
+    page.close()
