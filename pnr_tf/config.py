@@ -5,7 +5,6 @@ Every default is SPEC.md's; a YAML file states what differs. Errors name the off
 
 import dataclasses
 import typing
-from pathlib import Path
 
 import yaml
 
@@ -27,6 +26,9 @@ class DataConfig:
     test_identities: float = 0.0
     annotation_file: str = "annotations.csv"
     image_dir: str = "images"
+    # The naming convention: how an image's identity is read (pairs, identity splits) and, for the
+    # built-in synthetic data, its image size and names. "market" or "deepfashion" (pnr_tf.data.datasets).
+    dataset: str = "market"
     image_height: int = 128
     image_width: int = 64
     heatmap_sigma: float = 6.0
@@ -37,8 +39,10 @@ class DataConfig:
     synthetic_images_per_identity: int = 8
 
     def path(self, name):
-        path = Path(name)
-        return path if path.is_absolute() else Path(self.root) / path
+        """A data file's path (string, maybe a URI such as gs://...): name as given if absolute, else under root."""
+        from pnr_tf.files import join
+
+        return join(self.root, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,11 @@ class ModelConfig:
     num_encoder_blocks: int = 6
     num_decoder_blocks: int = 6
     pose_dim: int = 32
+    # The pose encoder E_p; unset: E_a's width and depth (the paper's). A leaner E_p (configs/*_fast.yaml)
+    # costs less per rendered pose; pose_stem_strides 2 runs its 7x7 stem at half resolution.
+    pose_base_filters: typing.Optional[int] = None
+    num_pose_blocks: typing.Optional[int] = None
+    pose_stem_strides: int = 1
     norm: str = "batch"
     p: int = 1
     num_iterations: int = 5
@@ -88,6 +97,11 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 100
     checkpoint_every: int = 100  # generator.keras is written with every checkpoint
+    # Multi-worker training: a collective that waits this long for a worker fails the step (a dead worker
+    # stops the others with a message instead of a hang). report_decoded_files prints, per worker, the image
+    # files its input pipeline read (to check sharding).
+    collective_timeout_seconds: float = 600.0
+    report_decoded_files: bool = False
     validate_every: int = 500
     validation_size: int = 256  # pairs of data.validation_pairs scored (the first N); 0: all
     max_checkpoints: int = 3
@@ -103,8 +117,10 @@ class Config:
 
 _CHOICES = {
     "data.on_bad_sample": ("error", "skip"),
+    "data.dataset": ("market", "deepfashion"),
     "model.norm": ("batch", "instance"),
     "model.p": (1, 2),
+    "model.pose_stem_strides": (1, 2),
     "model.solver": ("auto", "fused", "cholesky", "matmul"),
     "train.mode": ("supervised", "unsupervised"),
 }
@@ -112,7 +128,7 @@ _POSITIVE = {
     "data.image_height", "data.image_width", "data.heatmap_sigma", "model.base_filters", "model.pose_dim",
     "model.num_iterations", "model.delta", "model.discriminator_filters", "train.batch_size", "train.num_steps",
     "train.learning_rate", "train.log_every", "train.sample_every", "train.checkpoint_every", "train.max_checkpoints",
-    "train.validate_every",
+    "train.validate_every", "train.collective_timeout_seconds",
 }  # fmt: skip
 
 
@@ -199,6 +215,15 @@ def validate(config):
     for key in ("data.image_height", "data.image_width"):
         if _lookup(config, key) % 4:
             raise ConfigError(f"{key} must be a multiple of 4, got {_lookup(config, key)}")
+    if config.data.synthetic:
+        from pnr_tf.data.datasets import convention
+
+        expected = convention(config.data.dataset).image_size
+        if (config.data.image_height, config.data.image_width) != expected:
+            raise ConfigError(
+                f"data.synthetic with data.dataset {config.data.dataset} draws {expected[0]} x {expected[1]} images; "
+                f"data.image_height / image_width are {config.data.image_height} x {config.data.image_width}"
+            )
 
 
 def _lookup(config, key):
@@ -221,10 +246,11 @@ def load_config(path=None, overrides=()):
     """Config from a YAML file (or defaults when path is None) with 'section.key=value' overrides."""
     values = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
+        from pnr_tf import files
+
+        if not files.is_file(path):
             raise ConfigError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(files.read_text(path)) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a config is a mapping of sections")
     for override in overrides:
@@ -239,7 +265,9 @@ def load_config(path=None, overrides=()):
 def check_data_paths(config, mode=None):
     """Raises ConfigError naming the key when a data path the run needs is missing."""
     mode = mode or config.train.mode
-    if config.data.synthetic and not config.data.path(config.data.annotation_file).is_file():
+    from pnr_tf import files
+
+    if config.data.synthetic and not files.is_file(config.data.path(config.data.annotation_file)):
         return  # the built-in dataset will be written there
     needed = [("data.annotation_file", config.data.annotation_file), ("data.image_dir", config.data.image_dir)]
     if mode == "supervised":
@@ -248,7 +276,7 @@ def check_data_paths(config, mode=None):
         needed.append(("data.validation_pairs", config.data.validation_pairs))
     for key, name in needed:
         path = config.data.path(name)
-        if not path.exists():
+        if not files.exists(path):
             raise ConfigError(f"{key}: {path} does not exist (data.root is {config.data.root!r})")
 
 

@@ -55,14 +55,16 @@ def build_parser():
     inception.add_argument("--no-inception", action="store_true", help="SSIM and mask-SSIM only")
     inception.add_argument("--random-inception", action="store_true", help=argparse.SUPPRESS)  # tests: same shapes, no weights
     parser.add_argument("--fid-cache", default=str(Path.home() / ".cache" / "pnr_tf" / "fid"), help="real-image FID statistics")
-    parser.add_argument("--dataset", choices=("auto", "market", "other"), default="auto",
-                        help="market prints the paper's numbers beside ours (auto: when a path names Market)")  # fmt: skip
+    parser.add_argument("--dataset", choices=("auto", "market", "deepfashion"), default="auto",
+                        help="the protocol and the published numbers printed beside ours (auto: the run's data.dataset, "
+                             "else the image names)")  # fmt: skip
     return parser
 
 
 def resolve(root, name):
-    path = Path(name)
-    return path if path.is_absolute() else Path(root) / path
+    from pnr_tf.files import join
+
+    return join(root, name)
 
 
 def main(argv=None):
@@ -77,41 +79,50 @@ def main(argv=None):
     if arguments.limit is not None and arguments.limit < 1:
         parser.error("--limit must be >= 1")
 
+    from pnr_tf import files
     from pnr_tf.config import load_config
     from pnr_tf.data.annotations import DataFormatError
     from pnr_tf.data.annotations import read_annotations
     from pnr_tf.data.annotations import read_pairs
     from pnr_tf.data.annotations import read_tuples
+    from pnr_tf.data.datasets import convention
+    from pnr_tf.data.datasets import guess_convention
     from pnr_tf.data.pipeline import BadSampleError
     from pnr_tf.data.pipeline import build_sample_set
     from pnr_tf.evaluation import evaluate
     from pnr_tf.inference import PoseTransfer
     from pnr_tf.models.loading import locate_model
-    from pnr_tf.visualize import read_rgb
 
     try:
-        run_config = None
+        run_config, model = None, None
         if arguments.model:
-            config_path = locate_model(arguments.model).run_dir / "config.yaml"
-            run_config = load_config(str(config_path)) if config_path.is_file() else None
+            # The model first: a broken file is reported as such, whatever the data arguments say.
+            model = PoseTransfer.load(arguments.model)
+            config_path = files.join(locate_model(arguments.model).run_dir, "config.yaml")
+            run_config = load_config(config_path) if files.is_file(config_path) else None
         root = arguments.data_root or (run_config.data.root if run_config else "data/synthetic")
         annotation_path = resolve(root, arguments.annotations)
         image_dir = resolve(root, arguments.image_dir)
-        if not annotation_path.is_file():
+        if not files.is_file(annotation_path):
             raise FileNotFoundError(f"annotation file {annotation_path} does not exist (set --data-root / --annotations)")
         annotations = read_annotations(annotation_path)
-        out_dir = Path(arguments.out) if arguments.out else (
-            locate_model(arguments.model).run_dir / "evaluation" if arguments.model else Path("evaluation")
-        )  # fmt: skip
-        is_market = arguments.dataset == "market" or (
-            arguments.dataset == "auto" and "market" in f"{root} {annotation_path} {arguments.images or ''}".lower()
-        )
+        out_dir = arguments.out or (files.join(locate_model(arguments.model).run_dir, "evaluation") if arguments.model else "evaluation")
+        if arguments.dataset != "auto":
+            dataset = convention(arguments.dataset)
+        elif run_config is not None:
+            dataset = convention(run_config.data.dataset)
+        else:
+            dataset = guess_convention(annotations)
+        # Published numbers go beside ours on the real benchmark only, not on the built-in synthetic people.
+        synthetic = (run_config is not None and run_config.data.synthetic) or any("Synthetic" in name for name in annotations)
+        real_market = dataset.name == "market" and "market" in f"{root} {annotation_path}".lower()
+        show_published = arguments.dataset != "auto" or (not synthetic and (real_market or dataset.name == "deepfashion"))
 
         sets, missing = {}, []  # name -> ScoredSet; pairs without another method's output
         if arguments.images:
             pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
             expected = None
-            if pairs_path.is_file():
+            if files.is_file(pairs_path):
                 expected = read_pairs(pairs_path)
             elif not arguments.allow_missing:
                 raise FileNotFoundError(
@@ -125,9 +136,8 @@ def main(argv=None):
                 scored = sets.pop("images")
                 sets[f"images ({len(missing)} of {len(missing) + len(scored)} pairs MISSING)"] = scored
         else:
-            model = PoseTransfer.load(arguments.model) if arguments.model else None
             if arguments.tuples:
-                if not resolve(root, arguments.tuples).is_file():
+                if not files.is_file(resolve(root, arguments.tuples)):
                     raise FileNotFoundError(f"tuple file {resolve(root, arguments.tuples)} does not exist (set --tuples)")
                 rows = read_tuples(resolve(root, arguments.tuples))
                 available = min(len(sources) for sources, _ in rows) if rows else 0
@@ -137,17 +147,17 @@ def main(argv=None):
                 row_file = str(resolve(root, arguments.tuples))
             else:
                 pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
-                split_test = locate_model(arguments.model).run_dir / "split" / "pairs-test.csv" if arguments.model else None
-                if arguments.pairs is None and split_test is not None and split_test.is_file():
+                split_test = files.join(locate_model(arguments.model).run_dir, "split", "pairs-test.csv") if arguments.model else None
+                if arguments.pairs is None and split_test is not None and files.is_file(split_test):
                     pairs_path = split_test  # the identities this run held out (data.test_identities)
                     print(f"scoring the run's held-out identities: {pairs_path}", file=sys.stderr)
-                if not pairs_path.is_file():
+                if not files.is_file(pairs_path):
                     raise FileNotFoundError(f"pair file {pairs_path} does not exist (set --pairs)")
                 rows = [((source,), target) for source, target in read_pairs(pairs_path)]
                 counts, row_file = [None], str(pairs_path)
             rows = rows[: arguments.limit] if arguments.limit else rows
             # The model's image size; for a baseline, the data's own (the first target image's).
-            image_size = model.image_size if model else (read_rgb(image_dir / rows[0][1]).shape[:2] if rows else (128, 64))
+            image_size = model.image_size if model else None  # a baseline: the data's own size
             samples = build_sample_set(rows, annotations, image_dir, image_size, "error", row_file)
 
         # After the inputs are checked and before the long generation: a missing weights file fails fast.
@@ -171,12 +181,12 @@ def main(argv=None):
         metrics, baselines = {}, {}
         for name, scored_set in sets.items():
             print(f"scoring {len(scored_set)} pairs ({name})", file=sys.stderr)
-            metrics[name], per_pair = evaluate.score(scored_set, inception, arguments.fid_cache, inception_key)
+            metrics[name], per_pair = evaluate.score(scored_set, inception, arguments.fid_cache, inception_key, dataset.mask_ssim)
             prefix = "" if len(sets) == 1 else f"{name.replace('=', '')}_"
             evaluate.write_report(out_dir, metrics[name], scored_set, per_pair, prefix)
             # Every set of pairs gets its own baselines (multi-shot sets share pairs, so one suffices).
             if not baselines:
-                baselines = evaluate.baseline_metrics(scored_set)
+                baselines = evaluate.baseline_metrics(scored_set, dataset.mask_ssim)
         report = metrics[next(iter(metrics))] if len(metrics) == 1 else {"by_num_sources": metrics}
         report["source"] = str(arguments.model or arguments.images or f"baseline: {arguments.baseline}")
         if arguments.images:
@@ -187,10 +197,12 @@ def main(argv=None):
     except (FileNotFoundError, ValueError, DataFormatError, BadSampleError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
 
-    print(evaluate.comparison_table(metrics, evaluate.PAPER_MARKET if is_market else None, baselines))
-    if is_market and inception is not None:
+    print(evaluate.comparison_table(metrics, dataset.published if show_published else None, baselines, dataset.mask_ssim))
+    if not dataset.mask_ssim:
+        print("(DeepFashion protocol, as PATN's scripts score it: SSIM, IS and FID at 256 x 176; mask-SSIM / mask-IS are Market-only)")
+    if show_published and inception is not None:
         print("(IS here uses Keras' 1000-class InceptionV3; the paper's used the 1008-class TF graph: compare IS across methods scored here)")
-    print(f"wrote {out_dir / 'metrics.json'}, per-pair CSV and best/worst grid")
+    print(f"wrote {files.join(out_dir, 'metrics.json')}, per-pair CSV and best/worst grid")
     return 0
 
 

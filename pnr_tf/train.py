@@ -30,6 +30,8 @@ def main(argv=None):
         return 0
     output_dir = arguments.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(arguments.config or "default"))[0])
 
+    import tensorflow as tf
+
     from pnr_tf.data.annotations import DataFormatError
     from pnr_tf.data.pipeline import BadSampleError
     from pnr_tf.ops.packed_cholesky import KernelUnavailableError
@@ -44,6 +46,11 @@ def main(argv=None):
         parser.exit(2, f"error: {error}\n")
     except FloatingPointError as error:
         parser.exit(1, f"error: {error}\n")
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError, tf.errors.AbortedError) as error:
+        # Multi-worker: a peer stopped answering (train.collective_timeout_seconds). Resume from the chief's checkpoint.
+        reason = str(getattr(error, "message", error)).splitlines()[0][:300]
+        parser.exit(1, f"error: lost contact with another worker ({type(error).__name__}: {reason}). Every worker stops; "
+                       f"start them all again to resume from the chief's last checkpoint in {output_dir}/checkpoints\n")  # fmt: skip
     except OSError as error:  # disk full, permissions: what could not be written, and where
         where = f" ({error.filename})" if error.filename else ""
         parser.exit(2, f"error: {error.strerror or error}{where}: free space or choose another --output-dir; "

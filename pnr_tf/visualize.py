@@ -2,7 +2,9 @@
 
 import cv2
 import numpy as np
+import tensorflow as tf
 
+from pnr_tf import files
 from pnr_tf.data.annotations import MISSING
 
 # OpenPose-18 bones (neck to the limbs, head) and one colour per bone, RGB.
@@ -48,13 +50,24 @@ def labelled_rows(rows, labels=None, gap=2):
 
 
 def write_rgb(path, image):
-    """Writes a uint8 RGB picture (PNG or JPEG by the extension); raises if OpenCV cannot."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    """Writes a uint8 RGB picture (PNG or JPEG by the extension) to a local path or a URI (pnr_tf.files)."""
+    suffix = "." + str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    try:
+        ok, data = cv2.imencode(suffix, cv2.cvtColor(np.asarray(image, np.uint8), cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OSError(f"could not write {path}: an image file name ends in .png or .jpg")
+    files.write_bytes(path, data.tobytes())
 
 
 def read_rgb(path):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """A uint8 RGB image from a local path or a URI; FileNotFoundError when there is none to read."""
+    try:
+        data = files.read_bytes(path)
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(f"cannot read an image from {path}: no such file") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read an image from {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -9,10 +9,13 @@ file and the 1-based line.
 """
 
 import csv
+import io
 import json
-from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+
+from pnr_tf import files
 
 NUM_JOINTS = 18
 MISSING = -1
@@ -57,11 +60,10 @@ def read_annotations(path, on_bad_sample="error"):
     is left out and listed in ``.skipped``. Values must be integers (``true`` is not 1) between
     -1 and LARGEST_COORDINATE; a UTF-8 byte-order mark before the header is ignored.
     """
-    path = Path(path)
     keypoints = Annotations()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
+        text = files.read_text(path)
+    except tf.errors.NotFoundError:
         raise FileNotFoundError(f"annotation file {path} does not exist") from None
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
@@ -108,11 +110,11 @@ def _is_int_list(values):
 
 def write_annotations(path, keypoints):
     """Writes name -> (18, 2) keypoints in the annotation format."""
-    with Path(path).open("w") as file:
-        file.write(ANNOTATION_HEADER + "\n")
-        for name, points in keypoints.items():
-            points = np.asarray(points, dtype=int)
-            file.write(f"{name}: {json.dumps(points[:, 0].tolist())}: {json.dumps(points[:, 1].tolist())}\n")
+    lines = [ANNOTATION_HEADER]
+    for name, points in keypoints.items():
+        points = np.asarray(points, dtype=int)
+        lines.append(f"{name}: {json.dumps(points[:, 0].tolist())}: {json.dumps(points[:, 1].tolist())}")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def read_name_rows(path, num_columns=None):
@@ -120,11 +122,9 @@ def read_name_rows(path, num_columns=None):
 
     num_columns: the expected row width (2 for pairs); None takes the header's width.
     """
-    path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            rows = list(csv.reader(file))
-    except FileNotFoundError:
+        rows = list(csv.reader(io.StringIO(files.read_text(path), newline="")))
+    except tf.errors.NotFoundError:
         raise FileNotFoundError(f"pair file {path} does not exist") from None
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
@@ -158,10 +158,11 @@ def read_tuples(path):
 
 
 def write_name_rows(path, rows, header):
-    with Path(path).open("w", newline="") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    files.write_text(path, text.getvalue())
 
 
 def write_pairs(path, pairs):
@@ -177,10 +178,9 @@ def write_tuples(path, tuples):
 
 def read_keypoints_json(path):
     """(18, 2) float32 (y, x) keypoints from a JSON file holding 18 [y, x] pairs, -1 for a missing joint."""
-    path = Path(path)
     try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
+        values = json.loads(files.read_text(path))
+    except tf.errors.NotFoundError:
         raise FileNotFoundError(f"keypoint file {path} does not exist") from None
     except json.JSONDecodeError as error:
         raise DataFormatError(f"{path}: not JSON ({error})") from None

@@ -8,14 +8,15 @@ file and row (``on_bad_sample="error"``, the default) or is skipped and counted
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from pnr_tf import files
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
+from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.make_pairs import has_torso
 
@@ -37,9 +38,20 @@ class SampleSet:
     target_keypoints: np.ndarray  # (rows, 18, 2) float32
     num_skipped: int = 0
     skipped_reasons: list = dataclasses.field(default_factory=list)
+    image_size: tuple = None  # (height, width) every image has
 
     def __len__(self):
         return len(self.target_paths)
+
+    def shard(self, count, index):
+        """Rows index, index + count, ...: one input pipeline's share, taken before anything is decoded."""
+        if count == 1:
+            return self
+        rows = slice(index, None, count)
+        return dataclasses.replace(
+            self, source_paths=self.source_paths[rows], source_keypoints=self.source_keypoints[rows],
+            target_paths=self.target_paths[rows], target_keypoints=self.target_keypoints[rows],
+        )  # fmt: skip
 
 
 def image_problem(path, image_size=None):
@@ -48,11 +60,10 @@ def image_problem(path, image_size=None):
     OpenCV decodes a truncated JPEG with only a warning; TensorFlow's decoder, the one tf.data
     runs, fails on it, so the check decodes exactly as the pipeline will.
     """
-    path = Path(path)
-    if not path.is_file():
+    if not files.is_file(path):
         return f"image file {path} does not exist"
     try:
-        shape = decode_image_bytes(tf.constant(path.read_bytes())).shape
+        shape = decode_image_bytes(tf.constant(files.read_bytes(path))).shape
     except (tf.errors.OpError, ValueError) as error:
         reason = str(getattr(error, "message", error)).splitlines()[0]
         return f"image file {path} cannot be decoded (truncated or not an image: {reason})"
@@ -75,24 +86,32 @@ class _ImageChecker:
     """Decodes each image once and remembers whether it is usable."""
 
     def __init__(self, image_dir, image_size):
-        self.image_dir = Path(image_dir)
+        self.image_dir = str(image_dir)
         self.image_size = tuple(image_size)
         self._problems = {}
 
     def problem(self, name):
         if name not in self._problems:
-            self._problems[name] = image_problem(self.image_dir / name, self.image_size)
+            self._problems[name] = image_problem(files.join(self.image_dir, name), self.image_size)
         return self._problems[name]
 
 
-def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_sample="error", row_file="rows"):
+def build_sample_set(rows, annotations, image_dir, image_size=None, on_bad_sample="error", row_file="rows"):
     """Validates rows of (source names tuple, target name) and returns a SampleSet.
 
-    row_file names the file the rows came from, for the error messages (rows are numbered as
-    lines of that file, the header being line 1).
+    image_size (height, width) every image must have; None takes the first target image's. row_file
+    names the file the rows came from, for the error messages (rows are numbered as lines of that
+    file, the header being line 1).
     """
     if on_bad_sample not in ON_BAD_SAMPLE:
         raise ValueError(f"on_bad_sample must be one of {ON_BAD_SAMPLE}, got {on_bad_sample!r}")
+    if image_size is None:
+        image_size = _first_image_size(rows, image_dir)
+        if image_size is None:
+            first = rows[0] if rows else None
+            reason = _first_row_problem(first, annotations, image_dir) if first else "the file has no rows"
+            raise BadSampleError(f"{row_file}: no usable samples; all {len(rows)} rows were skipped, the first because "
+                                 f"{reason} (no row's target image is readable in {image_dir}, so the image size is unknown)")
     checker = _ImageChecker(image_dir, image_size)
     kept_sources, kept_source_keypoints, kept_targets, kept_target_keypoints = [], [], [], []
     reasons = list(getattr(annotations, "skipped", []))  # annotation lines read_annotations skipped
@@ -114,9 +133,9 @@ def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_
                 raise BadSampleError(message + " (set on_bad_sample: skip to skip such rows)")
             reasons.append(message)
             continue
-        kept_sources.append([str(Path(image_dir) / name) for name in sources])
+        kept_sources.append([files.join(image_dir, name) for name in sources])
         kept_source_keypoints.append([annotations[name] for name in sources])
-        kept_targets.append(str(Path(image_dir) / target))
+        kept_targets.append(files.join(image_dir, target))
         kept_target_keypoints.append(annotations[target])
     if reasons:
         logger.warning("skipped %d bad samples of %d; first: %s", len(reasons), len(rows), reasons[0])
@@ -131,7 +150,27 @@ def build_sample_set(rows, annotations, image_dir, image_size=(128, 64), on_bad_
         target_keypoints=np.asarray(kept_target_keypoints, np.float32).reshape(-1, 18, 2),
         num_skipped=len(reasons),
         skipped_reasons=reasons,
+        image_size=tuple(image_size),
     )
+
+
+def _first_image_size(rows, image_dir):
+    for _, target in rows:
+        path = files.join(image_dir, target)
+        if files.is_file(path) and image_problem(path) is None:
+            return tuple(decode_image_bytes(tf.constant(files.read_bytes(path))).shape[:2])
+    return None
+
+
+def _first_row_problem(row, annotations, image_dir):
+    sources, target = row
+    for name in (*sources, target):
+        if name not in annotations:
+            return f"{name!r} is not in the annotation file"
+        problem = image_problem(files.join(image_dir, name))
+        if problem:
+            return problem
+    return "its images cannot be read"
 
 
 def _has_visible_joint(keypoints, height, width):
@@ -139,20 +178,20 @@ def _has_visible_joint(keypoints, height, width):
     return bool(np.any((keypoints[:, 0] >= 0) & (keypoints[:, 1] >= 0) & (keypoints[:, 0] < height) & (keypoints[:, 1] < width)))
 
 
-def pair_samples(pairs_file, annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error"):
+def pair_samples(pairs_file, annotation_file, image_dir, image_size=None, on_bad_sample="error"):
     """Supervised pairs (from,to) -> SampleSet with M = 1."""
     rows = [((source,), target) for source, target in read_pairs(pairs_file)]
     annotations = read_annotations(annotation_file, on_bad_sample)
     return build_sample_set(rows, annotations, image_dir, image_size, on_bad_sample, pairs_file)
 
 
-def tuple_samples(tuples_file, annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error"):
+def tuple_samples(tuples_file, annotation_file, image_dir, image_size=None, on_bad_sample="error"):
     """Multi-shot tuples (from_0..from_{M-1},to) -> SampleSet with M sources."""
     rows = read_tuples(tuples_file)
     return build_sample_set(rows, read_annotations(annotation_file, on_bad_sample), image_dir, image_size, on_bad_sample, tuples_file)
 
 
-def single_image_samples(annotation_file, image_dir, image_size=(128, 64), on_bad_sample="error", names=None):
+def single_image_samples(annotation_file, image_dir, image_size=None, on_bad_sample="error", names=None):
     """Unsupervised: each image is its own target. Default names: every annotated image with a torso."""
     annotations = read_annotations(annotation_file, on_bad_sample)
     if names is None:
@@ -181,8 +220,9 @@ def decode_image_bytes(contents):
 
 
 def make_dataset(
-    samples, batch_size, image_size=(128, 64), shuffle=True, repeat=True, seed=0, sigma=6.0, drop_remainder=True, skip_examples=0
-):
+    samples, batch_size, image_size=None, shuffle=True, repeat=True, seed=0, sigma=HEATMAP_SIGMA, drop_remainder=True, skip_examples=0,
+    include_paths=False,
+):  # fmt: skip
     """Batches of {source_image (b, M, H, W, 3), source_pose (b, M, H, W, 18), target_image, target_pose}.
 
     Decoding runs in parallel per example; heatmaps are built per batch (vectorised). Shuffling is
@@ -192,6 +232,7 @@ def make_dataset(
     """
     if len(samples) == 0:
         raise BadSampleError("no usable samples")
+    image_size = tuple(image_size or samples.image_size)
     height, width = image_size
     dataset = tf.data.Dataset.from_tensor_slices(
         {
@@ -210,6 +251,7 @@ def make_dataset(
 
     def load(example):
         return {
+            "target_path": example["target_path"],
             "source_image": tf.map_fn(
                 lambda path: decode_image(path, image_size), example["source_path"], fn_output_signature=tf.float32
             ),
@@ -219,12 +261,15 @@ def make_dataset(
         }
 
     def add_heatmaps(batch):
-        return {
+        result = {
             "source_image": batch["source_image"],
             "source_pose": keypoints_to_heatmaps(batch["source_keypoints"], height, width, sigma),
             "target_image": batch["target_image"],
             "target_pose": keypoints_to_heatmaps(batch["target_keypoints"], height, width, sigma),
         }
+        if include_paths:  # which files this pipeline read (multi-worker tests and reports)
+            result["target_path"] = batch["target_path"]
+        return result
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -232,13 +277,14 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def decoded_batches(samples, batch_size, image_size=(128, 64)):
+def decoded_batches(samples, batch_size, image_size=None):
     """Batches of a SampleSet as the inference path takes them, in order, unshuffled: dicts of NumPy
     ``source_images`` (b, M, H, W, 3) uint8, ``source_keypoints`` (b, M, 18, 2), ``target_images``
     (b, H, W, 3) uint8 and ``target_keypoints`` (b, 18, 2). Decoding is the training pipeline's.
     """
     if len(samples) == 0:
         raise ValueError("no usable samples")
+    image_size = tuple(image_size or samples.image_size)
 
     def to_uint8(image):
         return tf.cast(tf.round((image + 1.0) * 127.5), tf.uint8)  # exact: decode_image divided uint8 levels

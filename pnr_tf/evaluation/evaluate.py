@@ -8,12 +8,13 @@ it; ``write_report`` writes metrics.json, per_pair.csv and best_worst.png.
 import csv
 import dataclasses
 import functools
+import io
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 
+from pnr_tf import files
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
 from pnr_tf.evaluation.fid import cached_statistics
@@ -30,12 +31,6 @@ from pnr_tf.visualize import labelled_rows
 from pnr_tf.visualize import read_rgb
 from pnr_tf.visualize import write_rgb
 
-# The paper's Table 1 / Table 2 on Market-1501 (SPEC.md), printed beside ours.
-PAPER_MARKET = {
-    "pNR (LAD)": {"is": 3.631, "ssim": 0.305, "mask_is": 3.796, "mask_ssim": 0.807},
-    "pNR* (unsupervised, LAD)": {"is": 3.681, "ssim": 0.248, "mask_is": 3.610, "mask_ssim": 0.789},
-    "pNR multi-shot M = 5": {"ssim": 0.313, "mask_ssim": 0.818},
-}
 PATN_STRIP = re.compile(r"^(?P<source>.+)___(?P<target>.+)_vis\.(png|jpg|jpeg)$", re.IGNORECASE)
 PLAIN_FILE = re.compile(r"^(?P<source>.+)___(?P<target>.+)\.(png|jpg|jpeg)$", re.IGNORECASE)
 
@@ -111,19 +106,19 @@ def read_generated_folder(folder, annotations, image_dir=None, limit=None, expec
     output raises MissingOutputsError (a method that skips its hard pairs would score better)
     unless ``allow_missing``. Returns the ScoredSet and the list of missing pairs.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
+    folder = str(folder)
+    if not files.is_dir(folder):
         raise FileNotFoundError(f"no folder of generated images at {folder}")
     outputs = {}
-    for path in sorted(folder.iterdir()):
-        match = PATN_STRIP.match(path.name) or PLAIN_FILE.match(path.name)
+    for name in files.listdir(folder):
+        match = PATN_STRIP.match(name) or PLAIN_FILE.match(name)
         if match:
-            outputs.setdefault(match.group("source", "target"), path)
+            outputs.setdefault(match.group("source", "target"), files.join(folder, name))
     if not outputs:
         raise ValueError(f"{folder} holds no images named {{from}}___{{to}}.png or {{from}}___{{to}}_vis.png")
     missing = []
     if expected_pairs is None:
-        files = list(outputs.values())[:limit] if limit else list(outputs.values())
+        chosen = list(outputs.values())[:limit] if limit else list(outputs.values())
     else:
         expected_pairs = [tuple(pair) for pair in expected_pairs][:limit] if limit else [tuple(pair) for pair in expected_pairs]
         missing = [pair for pair in expected_pairs if pair not in outputs]
@@ -134,32 +129,33 @@ def read_generated_folder(folder, annotations, image_dir=None, limit=None, expec
                 f"others would flatter the method. Pass --allow-missing to score the {len(expected_pairs) - len(missing)} present "
                 "(the report then says how many are missing)"
             )
-        files = [outputs[pair] for pair in expected_pairs if pair in outputs]
-        if not files:
+        chosen = [outputs[pair] for pair in expected_pairs if pair in outputs]
+        if not chosen:
             raise MissingOutputsError(f"none of the {len(expected_pairs)} pairs has an output in {folder}")
     names, sources, targets, generated, keypoints, target_paths = [], [], [], [], [], []
-    for path in files:
-        strip = PATN_STRIP.match(path.name)
-        source_name, target_name = (strip or PLAIN_FILE.match(path.name)).group("source", "target")
+    for path in chosen:
+        file_name = files.name_of(path)
+        strip = PATN_STRIP.match(file_name)
+        source_name, target_name = (strip or PLAIN_FILE.match(file_name)).group("source", "target")
         if target_name not in annotations:
-            raise ValueError(f"{path.name}: target {target_name!r} is not in the annotation file (its keypoints give the mask)")
+            raise ValueError(f"{file_name}: target {target_name!r} is not in the annotation file (its keypoints give the mask)")
         image = read_rgb(path)
         if strip:
             width = image.shape[1] // 5
             if image.shape[1] != 5 * width:
-                raise ValueError(f"{path.name}: a PATN strip has five panels of equal width, got width {image.shape[1]}")
+                raise ValueError(f"{file_name}: a PATN strip has five panels of equal width, got width {image.shape[1]}")
             source, target, output = image[:, :width], image[:, 2 * width : 3 * width], image[:, 4 * width :]
         else:
             if image_dir is None:
-                raise ValueError(f"{path.name} is a plain generated image: pass the dataset's image folder for its target")
+                raise ValueError(f"{file_name} is a plain generated image: pass the dataset's image folder for its target")
             output = image
-            target = read_rgb(Path(image_dir) / target_name)
-            source_path = Path(image_dir) / source_name
-            source = read_rgb(source_path) if source_path.is_file() else np.zeros_like(target)
+            target = read_rgb(files.join(image_dir, target_name))
+            source_path = files.join(image_dir, source_name)
+            source = read_rgb(source_path) if files.is_file(source_path) else np.zeros_like(target)
             if target.shape != output.shape:
-                raise ValueError(f"{path.name} is {output.shape[:2]} but its target {target_name} is {target.shape[:2]}")
-        if image_dir is not None and (Path(image_dir) / target_name).is_file():
-            target_paths.append(str(Path(image_dir) / target_name))
+                raise ValueError(f"{file_name} is {output.shape[:2]} but its target {target_name} is {target.shape[:2]}")
+        if image_dir is not None and files.is_file(files.join(image_dir, target_name)):
+            target_paths.append(files.join(image_dir, target_name))
         names.append(((source_name,), target_name))
         sources.append(source)
         targets.append(target)
@@ -204,13 +200,14 @@ def baseline_metrics(scored_set, with_masks=True):
     return results
 
 
-def score(scored_set, inception=None, fid_cache_dir=None, inception_key="imagenet"):
+def score(scored_set, inception=None, fid_cache_dir=None, inception_key="imagenet", with_masks=True):
     """{metric: value} and {per-pair metric: array}. IS, mask-IS and FID need ``inception``.
 
     FID compares the generated images with the set's real target images (each distinct image once);
-    their statistics are cached in fid_cache_dir when given.
+    their statistics are cached in fid_cache_dir when given. ``with_masks=False`` leaves out mask-SSIM
+    and mask-IS (PATN's DeepFashion protocol has neither).
     """
-    masks = scored_set.masks
+    masks = scored_set.masks if with_masks else None
     per_pair = pair_scores(scored_set.targets, scored_set.generated, masks, show_progress=True)
     metrics = {"num_pairs": len(scored_set), **{name: float(np.mean(values)) for name, values in per_pair.items()}}
     if inception is None:
@@ -218,9 +215,10 @@ def score(scored_set, inception=None, fid_cache_dir=None, inception_key="imagene
     if len(scored_set) < NUM_SPLITS:
         raise ValueError(f"IS uses {NUM_SPLITS} splits and needs at least {NUM_SPLITS} pairs, got {len(scored_set)}")
     probabilities, features = inception_outputs(inception, scored_set.generated)
-    masked_probabilities, _ = inception_outputs(inception, scored_set.generated * masks)
     metrics["is"], metrics["is_std"] = inception_score(probabilities)
-    metrics["mask_is"], metrics["mask_is_std"] = inception_score(masked_probabilities)
+    if with_masks:
+        masked_probabilities, _ = inception_outputs(inception, scored_set.generated * masks)
+        metrics["mask_is"], metrics["mask_is_std"] = inception_score(masked_probabilities)
     unique_targets = {}
     for index, path in enumerate(scored_set.target_paths or [None] * len(scored_set)):
         unique_targets.setdefault(path if path is not None else index, index)
@@ -250,30 +248,24 @@ def best_and_worst_grid(scored_set, values, count=8):
 
 def write_report(out_dir, metrics, scored_set, per_pair, prefix=""):
     """metrics.json is written by the caller (it may hold several sets); this writes the per-pair files."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / f"{prefix}per_pair.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sources", "target", *per_pair])
-        for index, (sources, target) in enumerate(scored_set.names):
-            writer.writerow([";".join(sources), target, *(f"{values[index]:.6f}" for values in per_pair.values())])
-    write_rgb(out_dir / f"{prefix}best_worst.png", best_and_worst_grid(scored_set, per_pair["ssim"]))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["sources", "target", *per_pair])
+    for index, (sources, target) in enumerate(scored_set.names):
+        writer.writerow([";".join(sources), target, *(f"{values[index]:.6f}" for values in per_pair.values())])
+    files.write_text(files.join(out_dir, f"{prefix}per_pair.csv"), text.getvalue())
+    write_rgb(files.join(out_dir, f"{prefix}best_worst.png"), best_and_worst_grid(scored_set, per_pair["ssim"]))
 
 
 def write_metrics(out_dir, metrics):
-    path = Path(out_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.partial")
-    temporary.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    temporary.replace(path)
-    return path
+    return files.write_text(files.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def comparison_table(metrics_by_set, paper=None, baselines=None):
-    """Text table: our metrics per set, the trivial baselines on the same pairs, the paper's rows."""
-    columns = ["ssim", "mask_ssim", "l1", "is", "mask_is", "fid"]
+def comparison_table(metrics_by_set, published=None, baselines=None, with_masks=True):
+    """Text table: our metrics per set, the trivial baselines on the same pairs, published rows (named)."""
+    columns = ["ssim", "mask_ssim", "l1", "is", "mask_is", "fid"] if with_masks else ["ssim", "l1", "is", "fid"]
     lines = [f"{'':30s}" + "".join(f"{column:>11s}" for column in columns)]
-    sections = [("", metrics_by_set), ("baseline: ", baselines or {}), ("paper: ", paper or {})]
+    sections = [("", metrics_by_set), ("baseline: ", baselines or {}), ("", published or {})]
     for prefix, rows in sections:
         for name, metrics in rows.items():
             lines.append(f"{prefix + name:30s}" + "".join(f"{metrics[c]:11.3f}" if c in metrics else f"{'-':>11s}" for c in columns))

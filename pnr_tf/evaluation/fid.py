@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 
 def feature_statistics(features):
@@ -41,7 +42,8 @@ def cached_statistics(cache_dir, image_paths, weights_key, compute_features):
     recomputed rather than silently reused.
     """
     paths = sorted(str(path) for path in image_paths)
-    description = [(path, Path(path).stat().st_size, int(Path(path).stat().st_mtime)) for path in paths]
+    stats = [tf.io.gfile.stat(path) for path in paths]  # local files and URIs alike
+    description = [(path, stat.length, int(stat.mtime_nsec // 1_000_000_000)) for path, stat in zip(paths, stats)]
     key = hashlib.sha256(json.dumps([description, weights_key]).encode()).hexdigest()[:16]
     cache_file = Path(cache_dir) / f"fid_real_{key}.npz"
     if cache_file.is_file():

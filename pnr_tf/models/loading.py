@@ -6,14 +6,17 @@ the run's config.yaml and the checkpointed weights (the weight average when the 
 """
 
 import dataclasses
+import os
+import tempfile
 import zipfile
-from pathlib import Path
+
+from pnr_tf import files
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelLocation:
-    path: Path  # a .keras file, or a checkpoint prefix
-    run_dir: Path  # the folder of the run's config.yaml and evaluation/
+    path: str  # a .keras file, or a checkpoint prefix (a local path or a URI)
+    run_dir: str  # the folder of the run's config.yaml and evaluation/
     is_checkpoint: bool
 
 
@@ -21,23 +24,24 @@ def locate_model(path):
     """A .keras file, a run directory, a checkpoints folder or a checkpoint prefix -> ModelLocation."""
     import tensorflow as tf
 
-    path = Path(path)
-    if path.is_dir():
-        if (path / "generator.keras").is_file():
-            return ModelLocation(path / "generator.keras", path, False)
-        checkpoints = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        latest = tf.train.latest_checkpoint(str(checkpoints))
+    path = str(path).rstrip("/")
+    # A checkpoint prefix first: in-memory file systems report any prefix of a file as a folder.
+    if files.is_file(f"{path}.index"):
+        return ModelLocation(path, files.parent(files.parent(path)), True)
+    if files.is_dir(path):
+        if files.is_file(files.join(path, "generator.keras")):
+            return ModelLocation(files.join(path, "generator.keras"), path, False)
+        checkpoints = files.join(path, "checkpoints") if files.is_dir(files.join(path, "checkpoints")) else path
+        latest = tf.train.latest_checkpoint(checkpoints)
         if latest:
-            return ModelLocation(Path(latest), checkpoints.parent, True)
+            return ModelLocation(latest, files.parent(checkpoints), True)
         raise FileNotFoundError(
             f"no generator in {path}: expected generator.keras or checkpoints/ (python -m pnr_tf.train writes both)"
         )
-    if Path(f"{path}.index").is_file():
-        return ModelLocation(path, path.parent.parent, True)
-    if path.suffix == ".keras":
-        if not path.is_file():
+    if path.endswith(".keras"):
+        if not files.is_file(path):
             raise FileNotFoundError(f"no generator at {path}")
-        return ModelLocation(path, path.parent, False)
+        return ModelLocation(path, files.parent(path), False)
     raise FileNotFoundError(
         f"no generator at {path}: pass a .keras file, a training run directory, its checkpoints/ folder or a "
         "checkpoint such as runs/x/checkpoints/ckpt-300"
@@ -72,11 +76,13 @@ def _restore_from_checkpoint(location):
     from pnr_tf.config import load_config
     from pnr_tf.models.factory import built_generator
 
-    config_path = location.run_dir / "config.yaml"
-    if not config_path.is_file():
+    config_path = files.join(location.run_dir, "config.yaml")
+    if not files.is_file(config_path):
         raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
-    generator = built_generator(load_config(str(config_path)))
-    stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(location.path))}
+    generator = built_generator(load_config(config_path))
+    # The reader takes the prefix as given; tf.train.list_variables would take a ram:// prefix for a folder.
+    reader = tf.compat.v1.train.NewCheckpointReader(str(location.path))
+    stored = {name.split("/", 1)[0] for name in reader.get_variable_to_shape_map()}
     owner = "generator_average" if "generator_average" in stored else "generator"
     status = tf.train.Checkpoint(**{owner: variables_by_path(generator)}).restore(str(location.path))
     status.expect_partial().assert_existing_objects_matched()
@@ -93,14 +99,20 @@ def load_generator(path):
     location = locate_model(path)
     if location.is_checkpoint:
         return _restore_from_checkpoint(location)
-    if not zipfile.is_zipfile(location.path):  # Keras would call a truncated file "File not found"
-        raise ValueError(f"{location.path} exists but is not a readable Keras model file (not a complete .keras zip archive): "
-                         "truncated, or another kind of file")  # fmt: skip
-    try:
-        generator = keras.models.load_model(location.path, compile=False)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise ValueError(f"{location.path} exists but is not a readable Keras model file ({reason}): truncated, or not a model") from None
+    with tempfile.TemporaryDirectory() as directory:
+        local = location.path
+        if files.is_remote(local):  # read it once, then load the local copy
+            local = os.path.join(directory, "generator.keras")
+            with open(local, "wb") as copy:
+                copy.write(files.read_bytes(location.path))
+        if not zipfile.is_zipfile(local):  # Keras would call a truncated file "File not found"
+            raise ValueError(f"{location.path} exists but is not a readable Keras model file (not a complete .keras zip archive): "
+                             "truncated, or another kind of file")  # fmt: skip
+        try:
+            generator = keras.models.load_model(local, compile=False)
+        except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise ValueError(f"{location.path} exists but is not a readable Keras model file ({reason}): truncated, or not a model") from None
     if not isinstance(generator, PNRGenerator):
         raise ValueError(f"{location.path} holds a {type(generator).__name__}, not a PNRGenerator")
     return generator

@@ -21,6 +21,7 @@ and the state file is updated last, so a kill mid-write leaves the previous chec
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -28,18 +29,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
+from pnr_tf import files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import check_data_paths
 from pnr_tf.config import to_yaml
-from pnr_tf.data.annotations import identity_of
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import write_pairs
+from pnr_tf.data.datasets import convention
 from pnr_tf.data.make_pairs import has_torso
 from pnr_tf.data.make_pairs import split_rows_by_identity
 from pnr_tf.data.pipeline import BadSampleError
@@ -60,14 +61,21 @@ from pnr_tf.training.gan_step import Phases
 from pnr_tf.training.gan_step import step_inputs
 from pnr_tf.training.perceptual import build_vgg19_features
 from pnr_tf.training.validation import Validator
+from pnr_tf.visualize import write_rgb
 
 
-def make_strategy():
+def make_strategy(collective_timeout_seconds=None):
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else MirroredStrategy over
-    all visible GPUs, or the one CPU when there are none."""
+    all visible GPUs, or the one CPU when there are none.
+
+    With several workers, collectives time out after collective_timeout_seconds: a worker that died
+    makes the others fail their step (tf.errors.DeadlineExceededError / UnavailableError) instead of
+    waiting forever.
+    """
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=collective_timeout_seconds)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy([device.name for device in gpus] or ["/cpu:0"])
 
@@ -86,9 +94,10 @@ def is_chief(strategy):
 def prepare_data(config):
     """Writes the built-in synthetic dataset when the config asks for it and it is absent."""
     data = config.data
-    missing_split = data.validation_pairs and not data.path(data.validation_pairs).is_file()
-    if data.synthetic and (not data.path(data.annotation_file).is_file() or missing_split):
-        write_synthetic_dataset(data.root, data.synthetic_identities, data.synthetic_images_per_identity, seed=config.train.seed)
+    missing_split = data.validation_pairs and not files.is_file(data.path(data.validation_pairs))
+    if data.synthetic and (not files.is_file(data.path(data.annotation_file)) or missing_split):
+        write_synthetic_dataset(data.root, data.synthetic_identities, data.synthetic_images_per_identity, seed=config.train.seed,
+                                dataset=data.dataset)  # fmt: skip
         print(f"wrote the built-in synthetic dataset to {data.root}", file=sys.stderr)
     check_data_paths(config)
 
@@ -105,6 +114,7 @@ def load_samples(config, pairs_file=None, identities=None):
         names = None
         if identities is not None:
             annotations = read_annotations(data.path(data.annotation_file))
+            identity_of = convention(data.dataset).identity_of
             names = sorted(name for name, points in annotations.items() if identity_of(name) in identities and has_torso(points))
         return single_image_samples(data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample, names)
     return pair_samples(
@@ -122,11 +132,9 @@ def split_pair_files(config, output_dir, write=True):
     if not (data.validation_identities or data.test_identities):
         return {"train": data.path(data.pairs_file)}
     rows = read_pairs(data.path(data.pairs_file))
-    splits = split_rows_by_identity(rows, data.validation_identities, data.test_identities, config.train.seed)
-    split_dir = Path(output_dir) / "split"
-    paths = {name: split_dir / f"pairs-{name}.csv" for name, split_rows in splits.items() if split_rows}
+    splits = split_rows_by_identity(rows, data.validation_identities, data.test_identities, config.train.seed, convention(data.dataset))
+    paths = {name: files.join(output_dir, "split", f"pairs-{name}.csv") for name, split_rows in splits.items() if split_rows}
     if write:
-        split_dir.mkdir(parents=True, exist_ok=True)
         for name, path in paths.items():
             write_pairs(path, splits[name])
     return paths
@@ -138,7 +146,13 @@ class RunDirectoryBusyError(RuntimeError):
 
 @contextlib.contextmanager
 def run_directory_lock(output_dir):
-    """An exclusive lock on <output_dir>/.lock (released when the process ends, even killed)."""
+    """An exclusive lock on <output_dir>/.lock (released when the process ends, even killed).
+
+    Object stores (gs://, ...) have no locks: there the run directory is not guarded.
+    """
+    if files.is_remote(output_dir):
+        yield
+        return
     import fcntl
 
     path = Path(output_dir) / ".lock"
@@ -195,8 +209,8 @@ class Trainer:
 
     def __init__(self, config, output_dir, strategy=None, random_vgg=False):
         self.config = config
-        self.output_dir = Path(output_dir)
-        self.strategy = strategy or make_strategy()
+        self.output_dir = str(output_dir)  # a local path or a URI (gs://, ram://): pnr_tf.files
+        self.strategy = strategy or make_strategy(config.train.collective_timeout_seconds)
         self.chief = is_chief(self.strategy)
         train = config.train
         if train.mixed_precision:
@@ -243,11 +257,17 @@ class Trainer:
             progress={"best_validation_ssim": self.best_validation_ssim},
         )
         # Only the chief keeps checkpoints; other workers write theirs to a throw-away folder.
-        checkpoint_dir = self.output_dir / "checkpoints" if self.chief else Path(tempfile.mkdtemp(prefix="pnr_worker_"))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(checkpoint_dir), max_to_keep=train.max_checkpoints)
-        self.restored_from = self.manager.latest_checkpoint
+        # (MultiWorkerMirroredStrategy needs every worker to save; theirs are removed when fit ends.)
+        self.scratch_dir = None if self.chief else tempfile.mkdtemp(prefix="pnr_worker_")
+        checkpoint_dir = self.path("checkpoints") if self.chief else self.scratch_dir
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=train.max_checkpoints)
+        # Every worker resumes from the chief's checkpoint (a shared folder: the run directory).
+        self.restored_from = tf.train.latest_checkpoint(self.path("checkpoints"))
         if self.restored_from:
             self.checkpoint.restore(self.restored_from).assert_existing_objects_matched()
+        # The step of the last checkpoint, the same on every worker (saving is collective: all or none).
+        self.saved_step = self.step if self.restored_from else None
+        self.decoded_paths = set()
         self._step_functions = {}
         self._gradient_functions = {}
         self._stop_signal = None
@@ -300,18 +320,24 @@ class Trainer:
 
     # One step ----------------------------------------------------------------------------------
 
+    def input_pipeline(self, samples, context, start_step=0):
+        """One input pipeline's dataset (a tf.distribute.InputContext says which): only its shard of the
+        samples, taken before anything is shuffled or decoded, batched per replica; skipping what earlier
+        runs consumed keeps an uninterrupted run's order."""
+        train, data = self.config.train, self.config.data
+        shard = samples.shard(context.num_input_pipelines, context.input_pipeline_id)
+        per_replica = context.get_per_replica_batch_size(train.batch_size)
+        replicas_here = self.strategy.num_replicas_in_sync // context.num_input_pipelines
+        self.shard_description = (f"input pipeline {context.input_pipeline_id + 1} of {context.num_input_pipelines} reads rows "
+                                  f"{context.input_pipeline_id}::{context.num_input_pipelines} ({len(shard)} of {len(samples)})")  # fmt: skip
+        return make_dataset(
+            shard, per_replica, (data.image_height, data.image_width), seed=train.seed, sigma=data.heatmap_sigma,
+            skip_examples=start_step * per_replica * replicas_here, include_paths=True,
+        )  # fmt: skip
+
     def dataset(self, samples, start_step=0):
-        """The training input, distributed; skipping what earlier runs consumed keeps an uninterrupted run's order."""
-        train = self.config.train
-        dataset = make_dataset(
-            samples,
-            train.batch_size,
-            (self.config.data.image_height, self.config.data.image_width),
-            seed=train.seed,
-            sigma=self.config.data.heatmap_sigma,
-            skip_examples=start_step * train.batch_size,
-        )
-        return self.strategy.experimental_distribute_dataset(dataset)
+        """The training input, distributed: each input pipeline (one per worker) reads only its shard."""
+        return self.strategy.distribute_datasets_from_function(lambda context: self.input_pipeline(samples, context, start_step))
 
     def _weights_tensors(self, step):
         return {name: tf.constant(value, tf.float32) for name, value in self.loss_weights(step).items()}
@@ -333,12 +359,21 @@ class Trainer:
 
     def train_step(self, batch):
         """One scheduled training step on a distributed batch; returns the losses as floats."""
+        batch = self._without_paths(batch)
         step = self.step
         metrics = self._step_function(self.phases(step))(batch, self._weights_tensors(step))
         if self.average_generator is not None:
             completed = step + 1
             self._update_average(tf.constant(min(self.config.train.ema_decay, (1 + completed) / (10 + completed)), tf.float32))
         return {name: float(value) for name, value in metrics.items()}
+
+    def _without_paths(self, batch):
+        """The batch without the file names the input pipeline reports (strings stay off the devices)."""
+        batch = dict(batch)
+        if "target_path" in batch:
+            for paths in self.strategy.experimental_local_results(batch.pop("target_path")):
+                self.decoded_paths.update(path.decode() for path in paths.numpy())
+        return batch
 
     def _update_average_eagerly(self, decay):
         trainable = zip(self.average_generator.trainable_variables, self.models.generator.trainable_variables)
@@ -355,6 +390,7 @@ class Trainer:
 
     def gradients(self, batch):
         """{"generator": [...], "discriminator": [...]}: the all-reduced gradients of this step's losses, unapplied."""
+        batch = self._without_paths(batch)
         step = self.step
         phases = self.phases(step)
         if phases not in self._gradient_functions:
@@ -385,19 +421,22 @@ class Trainer:
         """{"ssim", "l1"} of the inference generator on the validator's pairs."""
         return validator.score(self.inference_generator)
 
+    def path(self, *names):
+        """A file or folder of the run directory."""
+        return files.join(self.output_dir, *names)
+
     def save_generator(self, path):
-        """The inference generator as a .keras file, written whole then renamed."""
-        path = Path(path)
-        partial = path.with_name(path.stem + ".partial.keras")
-        self.inference_generator.save(partial)
-        partial.replace(path)
-        return path
+        """The inference generator as a .keras file, written whole then renamed (or copied, to a remote folder)."""
+        from pnr_tf.export.keras_file import export_keras
+
+        return export_keras(self.inference_generator, path, overwrite=True)
 
     def save_checkpoint(self, step):
         """A checkpoint (every worker takes part) and, on the chief, generator.keras beside it."""
         self.manager.save(checkpoint_number=step)
+        self.saved_step = step
         if self.chief:
-            self.save_generator(self.output_dir / "generator.keras")
+            self.save_generator(self.path("generator.keras"))
 
     def _handle_signal(self, number, frame):
         self._stop_signal = number
@@ -406,10 +445,10 @@ class Trainer:
         """A Validator and its baselines, written once (first line of validation.jsonl, TensorBoard, stderr)."""
         data = self.config.data
         validator = Validator(samples, (data.image_height, data.image_width))
-        log = self.output_dir / "validation.jsonl"
+        log = self.path("validation.jsonl")
         baselines = validator.baselines()
-        if not log.is_file():
-            log.write_text(json.dumps({"pairs": len(validator), "baselines": baselines}) + "\n")
+        if not files.is_file(log):
+            files.write_text(log, json.dumps({"pairs": len(validator), "baselines": baselines}) + "\n")
             with writer.as_default(step=self.step):
                 for name, values in baselines.items():
                     for metric, value in values.items():
@@ -420,14 +459,13 @@ class Trainer:
 
     def _validation_step(self, validator, step, writer):
         scores = self.validate(validator)
-        with (self.output_dir / "validation.jsonl").open("a") as log:
-            log.write(json.dumps({"step": step, **scores}) + "\n")
+        files.append_line(self.path("validation.jsonl"), json.dumps({"step": step, **scores}))
         with writer.as_default(step=step):
             for metric, value in scores.items():
                 tf.summary.scalar(f"validation/{metric}", value)
         if scores["ssim"] > float(self.best_validation_ssim.numpy()):
             self.best_validation_ssim.assign(scores["ssim"])
-            self.save_generator(self.output_dir / "generator_best.keras")
+            self.save_generator(self.path("generator_best.keras"))
         return scores
 
     # The loop ----------------------------------------------------------------------------------
@@ -453,9 +491,12 @@ class Trainer:
         The chief holds a lock on the run directory while it trains: a second training pointed at
         the same --output-dir stops with RunDirectoryBusyError instead of interleaving checkpoints.
         """
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         if not self.chief:
-            return self._fit(samples)
+            try:
+                return self._fit(samples)
+            finally:
+                shutil.rmtree(self.scratch_dir, ignore_errors=True)  # a worker's throw-away checkpoints
+        files.makedirs(self.output_dir)
         with run_directory_lock(self.output_dir):
             return self._fit(samples)
 
@@ -464,17 +505,16 @@ class Trainer:
         record = self.session_record()
         print(f"regression solver: {record['solver_detail']}", file=sys.stderr)
         if self.chief:
-            (self.output_dir / "config.yaml").write_text(to_yaml(config))
+            files.write_text(self.path("config.yaml"), to_yaml(config))
             # One line per start (a run may resume on another machine): sessions.jsonl.
-            with (self.output_dir / "sessions.jsonl").open("a") as sessions:
-                sessions.write(json.dumps(record) + "\n")
+            files.append_line(self.path("sessions.jsonl"), json.dumps(record))
         validation = None
         if samples is None:
             prepare_data(config)
             split_paths = split_pair_files(config, self.output_dir, write=self.chief)
             train_identities = None
             if "validation" in split_paths or "test" in split_paths:
-                train_identities = {identity_of(row[-1]) for row in read_pairs(split_paths["train"])}
+                train_identities = {convention(config.data.dataset).identity_of(row[-1]) for row in read_pairs(split_paths["train"])}
             samples = load_samples(config, None if self.unsupervised else split_paths["train"], train_identities)
             validation = self.validation_samples(split_paths)
         if samples.num_skipped:
@@ -492,7 +532,7 @@ class Trainer:
             preview = self._preview_batch(samples)
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:
             raise BadSampleError(decode_failure_message(samples, error)) from None
-        writer = tf.summary.create_file_writer(str(self.output_dir / "logs")) if self.chief else tf.summary.create_noop_writer()
+        writer = tf.summary.create_file_writer(self.path("logs")) if self.chief else tf.summary.create_noop_writer()
         validator = self._start_validation(validation, writer) if validation is not None and self.chief else None
         previous_handlers = {number: signal.signal(number, self._handle_signal) for number in (signal.SIGINT, signal.SIGTERM)}
         progress = ProgressBar(train.num_steps, start)
@@ -528,7 +568,7 @@ class Trainer:
                 if step % train.checkpoint_every == 0:
                     self.save_checkpoint(step)
                 if self._stop_signal is not None:
-                    if step % train.checkpoint_every:
+                    if self.saved_step != step:
                         self.save_checkpoint(step)
                     print(
                         f"\nstopped by signal {self._stop_signal} at step {step}; checkpoint and generator.keras saved, "
@@ -541,9 +581,13 @@ class Trainer:
             for number, handler in previous_handlers.items():
                 signal.signal(number, handler)
             writer.flush()
-        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{self.step}"):
+        if self.saved_step != self.step:
             self.save_checkpoint(self.step)
-        return self.output_dir / "generator.keras"
+        print(f"input: {getattr(self, 'shard_description', 'no steps run')}; read {len(self.decoded_paths)} distinct target images",
+              file=sys.stderr)  # fmt: skip
+        if train.report_decoded_files:
+            print("decoded files: " + json.dumps(sorted(self.decoded_paths)), file=sys.stderr)
+        return self.path("generator.keras")
 
     def _preview_batch(self, samples):
         """A fixed batch of up to 4 examples (seeded shuffle, so sources differ) for the sample grids."""
@@ -560,8 +604,6 @@ class Trainer:
         grid = image_grid(batch, generated, self.unsupervised)
         if not self.chief:
             return
-        samples_dir = self.output_dir / "samples"
-        samples_dir.mkdir(exist_ok=True)
-        cv2.imwrite(str(samples_dir / f"step_{step:06d}.png"), grid[..., ::-1])
+        write_rgb(self.path("samples", f"step_{step:06d}.png"), grid)
         with writer.as_default(step=step):
             tf.summary.image("samples", grid[None], max_outputs=1)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -64,32 +65,101 @@ def free_ports(count):
     return ports
 
 
-def test_multi_worker_strategy_with_two_local_workers_runs_to_the_end(synthetic_root, tmp_path):
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    overrides = [
-        f"data.root={synthetic_root}", "model.base_filters=4", "model.num_encoder_blocks=1", "model.num_decoder_blocks=1",
-        "model.pose_dim=4", "model.num_iterations=2", "model.discriminator_filters=4", "model.discriminator_blocks=1",
-        "loss.perceptual_weight=0", "train.batch_size=4", "train.num_steps=3", "train.log_every=1",
-        "train.sample_every=100", "train.checkpoint_every=100",
-    ]  # fmt: skip
-    command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(tmp_path / "run")]
-    for override in overrides:
-        command += ["--set", override]
-    processes = []
+def test_each_input_pipeline_reads_only_its_shard(synthetic_root, tmp_path):
+    import tensorflow as tf
+
+    from pnr_tf.training.trainer import Trainer
+    from pnr_tf.training.trainer import load_samples
+    from tests.helpers import tiny_training_config
+
+    config = tiny_training_config(synthetic_root, train={"batch_size": 4})
+    trainer = Trainer(config, tmp_path)
+    samples = load_samples(config)
+    shards, read = [], []
     for index in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
+        shards.append(set(samples.shard(2, index).target_paths))
+        batches = trainer.input_pipeline(samples, context).take(3 * len(samples) // 2)  # three epochs of this shard
+        read.append({path.decode() for batch in batches for path in batch["target_path"].numpy()})
+        assert all(batch["target_image"].shape[0] == 2 for batch in trainer.input_pipeline(samples, context).take(2))  # per replica
+    assert read[0] <= shards[0] and read[1] <= shards[1] and read[0] and read[1]
+    assert shards[0] | shards[1] == set(samples.target_paths)
+    assert len(samples.shard(2, 0)) + len(samples.shard(2, 1)) == len(samples)
+
+
+def worker_command(run, data_root, *overrides):
+    command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(run)]
+    for override in [
+        f"data.root={data_root}", "model.base_filters=4", "model.num_encoder_blocks=1", "model.num_decoder_blocks=1",
+        "model.pose_dim=4", "model.num_iterations=2", "model.discriminator_filters=4", "model.discriminator_blocks=1",
+        "loss.perceptual_weight=0", "train.batch_size=4", "train.log_every=1", "train.sample_every=100",
+        "train.checkpoint_every=2", "train.report_decoded_files=true", *overrides,
+    ]:  # fmt: skip
+        command += ["--set", override]
+    return command
+
+
+def start_workers(command, count=2):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
+    processes = []
+    for index in range(count):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), TF_CONFIG=json.dumps(tf_config))
         processes.append(subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def finish(processes, timeout=600):
     outputs = []
     try:
         for process in processes:
-            outputs.append(process.communicate(timeout=600))
+            outputs.append(process.communicate(timeout=timeout))
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
-    for process, (stdout, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
-        assert "step 3/3" in stderr
-    assert (tmp_path / "run" / "generator.keras").is_file()  # written by the chief (worker 0) only
-    assert (tmp_path / "run" / "checkpoints" / "checkpoint").is_file()
+    return outputs
+
+
+def test_two_workers_read_disjoint_shards_and_resume_from_the_chiefs_checkpoint(synthetic_root, tmp_path):
+    import shutil
+
+    from pnr_tf.data.annotations import read_pairs
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)  # a private copy: what a cluster's shared storage would hold
+    run = tmp_path / "run"
+    outputs = finish(start_workers(worker_command(run, data, "train.num_steps=4")))
+    decoded = []
+    for index, (_, stderr) in enumerate(outputs):
+        assert "step 4/4" in stderr, stderr[-3000:]
+        assert f"input pipeline {index + 1} of 2 reads rows {index}::2" in stderr
+        decoded.append({Path(path).name for path in json.loads(stderr.split("decoded files: ", 1)[1].splitlines()[0])})
+    targets = [target for _, target in read_pairs(data / "pairs.csv")]
+    shards = [set(targets[index::2]) for index in range(2)]
+    assert decoded[0] and decoded[1]
+    assert decoded[0] <= shards[0] and decoded[1] <= shards[1]  # each read only its own half of the pair list
+    assert (run / "checkpoints" / "ckpt-4.index").is_file() and not list(tmp_path.glob("pnr_worker_*"))
+    # Both workers resume from the chief's checkpoint and go on together.
+    outputs = finish(start_workers(worker_command(run, data, "train.num_steps=6")))
+    for _, stderr in outputs:
+        assert "resumed from" in stderr and "ckpt-4 at step 4" in stderr and "step 6/6" in stderr, stderr[-3000:]
+
+
+def test_a_worker_that_dies_stops_the_others_with_a_message(synthetic_root, tmp_path):
+    processes = start_workers(worker_command(tmp_path / "run", synthetic_root, "train.num_steps=100000", "train.collective_timeout_seconds=20",
+                                             "train.checkpoint_every=1000"))  # fmt: skip
+    try:
+        for line in processes[1].stderr:
+            if line.startswith("step 3/"):
+                processes[1].kill()
+                break
+        else:
+            pytest.fail("the second worker never started training")
+        _, stderr = processes[0].communicate(timeout=240)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert processes[0].returncode == 1, stderr[-3000:]
+    assert "error: lost contact with another worker" in stderr and "resume from the chief's last checkpoint" in stderr
