@@ -1,14 +1,20 @@
-"""Inference speed of every deployment path in one run, printed.
+"""Inference speed of every deployment path, rendering many poses of one person, and int8 quality, in one run.
 
-    python benchmarks/bench_inference.py [--model runs/x/generator.keras] [--config configs/market_supervised.yaml]
-                                         [--repeats 5] [--batch-size 32]
+    python benchmarks/bench_inference.py [--config configs/market_supervised.yaml] [--fast-config configs/market_fast.yaml]
+                                         [--quality-model runs/market_cpu] [--repeats 5] [--batch-size 32]
 
 Every path does the same work: uint8 photo + keypoints in, uint8 image out (heatmaps in-graph).
-Paths: Keras (the generator in a tf.function, no export), SavedModel (tf.saved_model.load),
-TFLite float32 / float16 / dynamic_range (ai_edge_litert, its default XNNPACK delegate, 2 threads),
-and gRPC (client -> dev server on localhost, SavedModel behind it). Latency is the median of
-``--repeats`` single-image calls; throughput is images/s of the median batch call. Without --model a
-freshly built model of the config's shape is timed (speed does not depend on the weights).
+Paths: Keras (the inference module's graph in a tf.function), SavedModel (tf.saved_model.load),
+TFLite float32 / float16 / dynamic_range / int8 (ai_edge_litert, XNNPACK, all cores), gRPC (client ->
+dev server on localhost, SavedModel behind it). Latency: the median of --repeats single-image calls;
+throughput: images/s of the median batch call. "render 16": the SavedModel's encode signature on one
+photo, then render with 16 target poses: 16 images / (encode + render). Speed does not depend on the
+weights, so fresh models of each config are timed.
+
+int8 quality needs trained weights: --quality-model (default runs/market_cpu when it exists, else the
+untrained model) is converted to float32 and int8 TFLite, both run on held-out pairs (its run's
+split/pairs-test.csv, else the synthetic people's) and compared: SSIM of int8 against float32 outputs,
+and each one's SSIM to the real targets. The last lines are machine-readable.
 """
 
 import argparse
@@ -19,13 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from pnr_tf.config import load_config
+from pnr_tf.evaluation.evaluate import pair_scores
 from pnr_tf.export import export_saved_model
+from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.models.factory import built_generator
@@ -41,8 +49,8 @@ def requests(batch_size, height, width, seed=0):
     size = np.array([height, width], dtype=np.float32)
     return {
         "source_image": rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8),
-        "source_keypoints": (rng.uniform(0, 1, (batch_size, 18, 2)) * size).astype(np.float32),
-        "target_keypoints": (rng.uniform(0, 1, (batch_size, 18, 2)) * size).astype(np.float32),
+        "source_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
+        "target_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
     }
 
 
@@ -56,56 +64,134 @@ def median_seconds(call, inputs, repeats):
     return statistics.median(times)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    arguments = parser.parse_args(argv)
+def tflite_runner(flatbuffer, signature="serving_default"):
+    return Interpreter(model_content=flatbuffer, num_threads=os.cpu_count()).get_signature_runner(signature)
 
-    if arguments.model:
-        generator = load_generator(arguments.model)
-        description = arguments.model
-    else:
-        generator = built_generator(load_config(arguments.config))
-        description = f"{arguments.config} (fresh weights)"
+
+def time_model(generator, name, arguments, with_all_paths):
+    """{figure: value} for one model: paths at batch 1 and batch B, and render 16."""
     height, width = generator.contract.image_size
-    print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; model: {description}, {height} x {width}, "
-          f"{generator.count_params():,} parameters")  # fmt: skip
-
+    print(f"\n{name}: {height} x {width}, {generator.count_params():,} parameters", flush=True)
     workspace = Path(tempfile.mkdtemp())
     keras_function = tf.function(PoseTransfer(generator).single_shot)
     export_saved_model(generator, workspace, "pnr")
-    saved_model = tf.saved_model.load(str(workspace / "pnr" / "1")).signatures["serving_default"]
+    saved = tf.saved_model.load(str(workspace / "pnr" / "1")).signatures
     paths = {
         "keras (tf.function)": lambda inputs: keras_function(**inputs)["image"].numpy(),
-        "saved_model": lambda inputs: saved_model(**inputs)["image"].numpy(),
+        "saved_model": lambda inputs: saved["serving_default"](**inputs)["image"].numpy(),
     }
-    for quantize in ("none", "float16", "dynamic_range"):
+    quantizations = ("none", "float16", "dynamic_range", "int8") if with_all_paths else ("none",)
+    for quantize in quantizations:
         start = time.perf_counter()
-        flatbuffer = convert_to_tflite(generator, quantize)
-        print(f"tflite {quantize}: {len(flatbuffer) / 1e6:.1f} MB, converted in {time.perf_counter() - start:.0f} s")
-        runner = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count()).get_signature_runner("serving_default")
+        calibration = calibration_requests(synthetic_pairs(generator), 32) if quantize == "int8" else None
+        flatbuffer = convert_to_tflite(generator, quantize, calibration)
+        print(f"  tflite {quantize}: {len(flatbuffer) / 1e6:.1f} MB, converted in {time.perf_counter() - start:.0f} s", flush=True)
+        runner = tflite_runner(flatbuffer)
         paths[f"tflite {quantize}"] = lambda inputs, runner=runner: runner(**inputs)["image"]
-    server, port, _ = serve(workspace / "pnr", port=0, host="localhost")
-    client = GeneratorClient(f"localhost:{port}", timeout=600)
-    paths["grpc (dev server)"] = lambda inputs: client.predict(inputs)["image"]
+    server = None
+    if with_all_paths:
+        server, port, _ = serve(workspace / "pnr", port=0, host="localhost", max_batch=arguments.batch_size)
+        client = GeneratorClient(f"localhost:{port}", timeout=600)
+        paths["grpc (dev server)"] = lambda inputs: client.predict(inputs)["image"]
 
     single, batch = requests(1, height, width), requests(arguments.batch_size, height, width, seed=1)
-    print(f"{'path':22s} {'latency b=1 (ms)':>17s} {f'images/s b={arguments.batch_size}':>15s}")
+    print(f"  {'path':22s} {'latency b=1 (ms)':>17s} {f'images/s b={arguments.batch_size}':>15s}", flush=True)
     results = {}
-    for name, call in paths.items():
+    for path, call in paths.items():
         latency = median_seconds(call, single, arguments.repeats)
         throughput = arguments.batch_size / median_seconds(call, batch, max(2, arguments.repeats // 2))
-        results[name] = (latency, throughput)
-        print(f"{name:22s} {latency * 1e3:17.1f} {throughput:15.2f}", flush=True)
-    client.close()
-    server.stop(grace=None)
+        results[path] = (latency, throughput)
+        print(f"  {path:22s} {latency * 1e3:17.1f} {throughput:15.2f}", flush=True)
+    if server is not None:
+        client.close()
+        server.stop(grace=None)
+
+    # One person, 16 poses: encode once, render the 16 in one call.
+    person = {"source_images": single["source_image"][:, None], "source_keypoints": single["source_keypoints"][:, None]}
+    poses = requests(16, height, width, seed=2)["target_keypoints"]
+
+    def render_sixteen(_):
+        coefficients = saved["encode"](**person)["coefficients"]
+        return saved["render"](coefficients=coefficients, target_keypoints=poses)["image"].numpy()
+
+    seconds = median_seconds(render_sixteen, None, arguments.repeats)
+    encode_seconds = median_seconds(lambda _: saved["encode"](**person)["coefficients"].numpy(), None, arguments.repeats)
+    print(f"  render 16 poses of one person (SavedModel encode once + render): {16 / seconds:.1f} images/s "
+          f"(encode {encode_seconds * 1e3:.0f} ms, each render {(seconds - encode_seconds) / 16 * 1e3:.0f} ms)", flush=True)  # fmt: skip
     reference = results["saved_model"]
-    print("ratios to saved_model (latency, throughput): " + ", ".join(
-        f"{name} {latency / reference[0]:.2f} {throughput / reference[1]:.2f}" for name, (latency, throughput) in results.items()
-    ))  # fmt: skip
+    print("  ratios to saved_model (latency, throughput): " + ", ".join(
+        f"{path} {latency / reference[0]:.2f} {throughput / reference[1]:.2f}" for path, (latency, throughput) in results.items()
+    ), flush=True)  # fmt: skip
+    return {"paths": results, "render16": 16 / seconds}
+
+
+def synthetic_pairs(generator):
+    from pnr_tf.data.datasets import guess_convention
+    from pnr_tf.data.pipeline import pair_samples
+    from pnr_tf.data.synthetic import write_synthetic_dataset
+
+    root = Path(tempfile.mkdtemp()) / "synthetic"
+    write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=guess_convention([], generator.contract.image_size).name)
+    return pair_samples(root / "pairs-test.csv", root / "annotations.csv", root / "images", generator.contract.image_size)
+
+
+def int8_quality(model_path):
+    """SSIM of int8 against float32 TFLite outputs, and each one's SSIM to the targets, on held-out pairs."""
+    from pnr_tf.data.pipeline import decoded_batches
+    from pnr_tf.data.pipeline import pair_samples
+
+    generator = load_generator(model_path) if model_path else None
+    if generator is None:
+        generator = built_generator(load_config(REPOSITORY / "configs" / "market_supervised.yaml"))
+        test, calibration = synthetic_pairs(generator), synthetic_pairs(generator)
+        where = "untrained market model, synthetic pairs"
+    else:
+        run = Path(model_path)
+        config = load_config(run / "config.yaml")
+        data = config.data
+        test_file = run / "split" / "pairs-test.csv"
+        train_file = run / "split" / "pairs-train.csv"
+        test = pair_samples(test_file, data.path(data.annotation_file), data.path(data.image_dir), generator.contract.image_size)
+        calibration = pair_samples(train_file, data.path(data.annotation_file), data.path(data.image_dir), generator.contract.image_size)
+        where = f"{model_path}, {len(test)} held-out pairs (people never trained on)"
+    float_runner = tflite_runner(convert_to_tflite(generator, "none"))
+    int8_runner = tflite_runner(convert_to_tflite(generator, "int8", calibration_requests(calibration)))
+    outputs, targets = {"float32": [], "int8": []}, []
+    for batch in decoded_batches(test, 16):
+        inputs = {"source_image": batch["source_images"][:, 0], "source_keypoints": batch["source_keypoints"][:, 0].astype(np.float32),
+                  "target_keypoints": batch["target_keypoints"].astype(np.float32)}  # fmt: skip
+        outputs["float32"].append(float_runner(**inputs)["image"])
+        outputs["int8"].append(int8_runner(**inputs)["image"])
+        targets.append(batch["target_images"])
+    float_images, int8_images, targets = (np.concatenate(part) for part in (outputs["float32"], outputs["int8"], targets))
+    agreement = float(np.mean(pair_scores(float_images, int8_images)["ssim"]))
+    to_targets = {name: float(np.mean(pair_scores(targets, images)["ssim"])) for name, images in (("float32", float_images), ("int8", int8_images))}
+    print(f"\nint8 quality ({where}): SSIM int8 vs float32 {agreement:.3f}; SSIM to the targets: float32 {to_targets['float32']:.3f}, "
+          f"int8 {to_targets['int8']:.3f}", flush=True)  # fmt: skip
+    return agreement
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"))
+    parser.add_argument("--fast-config", default=str(REPOSITORY / "configs" / "market_fast.yaml"))
+    parser.add_argument("--quality-model", default=None, help="a trained run for the int8 quality figures (default runs/market_cpu)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    arguments = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}")
+    paper = time_model(built_generator(load_config(arguments.config)), f"{arguments.config} (fresh weights)", arguments, True)
+    fast = time_model(built_generator(load_config(arguments.fast_config)), f"{arguments.fast_config} (fresh weights)", arguments, False)
+    quality_model = arguments.quality_model or (str(REPOSITORY / "runs" / "market_cpu") if (REPOSITORY / "runs" / "market_cpu" / "generator.keras").is_file() else None)
+    agreement = int8_quality(quality_model)
+    paths = paper["paths"]
+    print(f"saved_model_b32_images_per_s: {paths['saved_model'][1]:.2f}")
+    print(f"render16_images_per_s: {paper['render16']:.2f}")
+    print(f"render16_fast_images_per_s: {fast['render16']:.2f}")
+    print(f"tflite_float32_b1_ms: {paths['tflite none'][0] * 1e3:.1f}")
+    print(f"tflite_float32_b32_images_per_s: {paths['tflite none'][1]:.2f}")
+    print(f"tflite_int8_b1_ms: {paths['tflite int8'][0] * 1e3:.1f}")
+    print(f"int8_vs_float_ssim: {agreement:.3f}")
     return 0
 
 

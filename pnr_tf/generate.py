@@ -5,6 +5,8 @@
     # keypoints of the photos and of the target pose from an annotation file, by image name
     python -m pnr_tf.generate --model runs/quickstart --annotations data/synthetic/annotations.csv \\
         --source data/synthetic/images/0033_c1s1_000000_00.jpg --target-pose-of 0033_c2s1_000001_00.jpg --out out.png
+    # one person in many poses: encoded once, rendered per pose; numbered PNGs, or an animation
+    python -m pnr_tf.generate --model runs/quickstart --source me.jpg --pose-sequence walk.json --out walk.gif
     # multi-shot: several --source; keypoints from JSON files (18 [y, x] pairs, -1 = missing) instead
     python -m pnr_tf.generate --model runs/quickstart --source a.jpg --source-keypoints a.json \\
         --source b.jpg --source-keypoints b.json --target-keypoints pose.json --out out.png --grid grid.png
@@ -29,16 +31,76 @@ def build_parser():
     parser.add_argument("--source", action="append", required=True, help="a photo of the person (repeat for multi-shot)")
     parser.add_argument("--source-keypoints", action="append", default=[], help="JSON keypoints of each --source, in order")
     parser.add_argument("--annotations", default=None, help="annotation file giving keypoints by image name")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-keypoints", help="JSON file: the target pose, 18 [y, x] pairs")
-    target.add_argument("--target-pose-of", help="image (a path, or a name in --annotations) whose pose is the target")
-    parser.add_argument("--out", required=True, help="output image (.png or .jpg)")
+    parser.add_argument("--target-keypoints", action="append", default=[], help="JSON file: a target pose, 18 [y, x] pairs (repeatable)")
+    parser.add_argument("--target-pose-of", action="append", default=[],
+                        help="image (a path, or a name in --annotations) whose pose is a target (repeatable)")
+    parser.add_argument("--pose-sequence", default=None,
+                        help="many target poses: a JSON list of poses (source photo pixels) or an annotation CSV (model pixels, file order)")
+    parser.add_argument("--out", required=True,
+                        help="output image (.png/.jpg); with several poses numbered files (out_000.png, ...) or an animation (.gif, .mp4)")
+    parser.add_argument("--fps", type=float, default=8.0, help="frames per second of a .gif or .mp4 (default 8)")
     parser.add_argument("--grid", default=None, help="also write sources | target pose | result with skeletons")
     parser.add_argument("--framed", default=None, help="also write the result pasted back into the first source photo")
     return parser
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ANIMATION_SUFFIXES = (".gif", ".mp4")
+
+
+def write_frames(path, frames, fps):
+    """Several images: numbered files beside ``path`` (out_000.png, ...), or one animation (.gif, .mp4); returns the paths."""
+    import cv2
+
+    from pnr_tf.visualize import write_rgb
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        animation = cv2.Animation()
+        animation.frames = [cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in frames]
+        animation.durations = [int(round(1000 / fps))] * len(frames)
+        if not cv2.imwriteanimation(str(path), animation):
+            raise OSError(f"could not write {path}")
+        return [path]
+    if suffix == ".mp4":
+        height, width = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"could not write {path} (this OpenCV has no MPEG-4 encoder: use .gif)")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        return [path]
+    paths = [path.with_name(f"{path.stem}_{index:03d}{path.suffix}") for index in range(len(frames))]
+    for frame, frame_path in zip(frames, paths):
+        write_rgb(frame_path, frame)
+    return paths
+
+
+def pose_sequence(path, first_photo, image_size):
+    """Target poses from a JSON list (the first source photo's pixels) or an annotation CSV (the model's pixels)."""
+    import json
+
+    import numpy as np
+
+    from pnr_tf.data.annotations import DataFormatError
+    from pnr_tf.data.annotations import read_annotations
+    from pnr_tf.inference import fit_photo
+
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return [keypoints.astype(np.float32) for keypoints in read_annotations(path).values()]
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"pose sequence {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise DataFormatError(f"{path}: not JSON ({error})") from None
+    poses = np.asarray(values, dtype=np.float32) if isinstance(values, list) else None
+    if poses is None or poses.ndim != 3 or poses.shape[1:] != (18, 2) or not len(poses):
+        raise DataFormatError(f"{path}: expected a JSON list of poses, each 18 [y, x] pairs (-1 for a missing joint)")
+    return [fit_photo(first_photo, pose, image_size)[1] for pose in poses]
 
 
 def main(argv=None):
@@ -46,9 +108,15 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     if arguments.source_keypoints and len(arguments.source_keypoints) != len(arguments.source):
         parser.error(f"give one --source-keypoints per --source ({len(arguments.source)}), or none (--annotations, or estimated)")
-    for option, path in (("--out", arguments.out), ("--grid", arguments.grid), ("--framed", arguments.framed)):
+    if not (arguments.target_keypoints or arguments.target_pose_of or arguments.pose_sequence):
+        parser.error("give the target pose: --target-pose-of, --target-keypoints or --pose-sequence")
+    for option, path in (("--grid", arguments.grid), ("--framed", arguments.framed)):
         if path is not None and Path(path).suffix.lower() not in IMAGE_SUFFIXES:
             parser.error(f"{option} {path}: the file name must end in {', '.join(IMAGE_SUFFIXES)}")
+    if Path(arguments.out).suffix.lower() not in IMAGE_SUFFIXES + ANIMATION_SUFFIXES:
+        parser.error(f"--out {arguments.out}: the file name must end in {', '.join(IMAGE_SUFFIXES + ANIMATION_SUFFIXES)}")
+    if arguments.fps <= 0:
+        parser.error("--fps must be positive")
 
     import numpy as np
 
@@ -88,27 +156,35 @@ def main(argv=None):
         for index, (photo, path) in enumerate(zip(photos, arguments.source)):
             keypoints = known_keypoints(path, index)
             sources.append(frame_person(photo, model.image_size, keypoints, estimator() if keypoints is None else None, path))
-        if arguments.target_keypoints:
-            target_keypoints = fit_photo(photos[0], read_keypoints_json(arguments.target_keypoints), model.image_size)[1]
-        else:
-            target_path = Path(arguments.target_pose_of)
+        targets = [fit_photo(photos[0], read_keypoints_json(path), model.image_size)[1] for path in arguments.target_keypoints]
+        for name in arguments.target_pose_of:
+            target_path = Path(name)
             keypoints = known_keypoints(target_path)
             if keypoints is None and not target_path.is_file():
                 where = f"is not in {arguments.annotations}" if arguments.annotations else "is not a file"
                 raise KeyError(f"target image {target_path.name!r} {where}: no pose to take")
             target_photo = read_rgb(target_path) if target_path.is_file() else photos[0]
-            target_keypoints = frame_person(target_photo, model.image_size, keypoints, estimator() if keypoints is None else None,
-                                            str(target_path)).keypoints  # fmt: skip
+            targets.append(frame_person(target_photo, model.image_size, keypoints, estimator() if keypoints is None else None,
+                                        str(target_path)).keypoints)  # fmt: skip
+        if arguments.pose_sequence:
+            targets += pose_sequence(arguments.pose_sequence, photos[0], model.image_size)
         source_images = np.stack([source.image for source in sources])
         source_keypoints = np.stack([source.keypoints for source in sources])
-        image = model.generate(source_images[np.newaxis], source_keypoints[np.newaxis], target_keypoints[np.newaxis])[0]
+        # The person is encoded once, then drawn in every pose (pnr_tf.inference: encode / render).
+        person = model.encode(source_images, source_keypoints)
+        frames = model.render(person, np.stack(targets))
 
         Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
-        write_rgb(arguments.out, image)
+        if len(frames) == 1 and Path(arguments.out).suffix.lower() in IMAGE_SUFFIXES:
+            write_rgb(arguments.out, frames[0])
+            written = [Path(arguments.out)]
+        else:
+            written = write_frames(arguments.out, list(frames), arguments.fps)
+        image = frames[0]
         if arguments.grid:
             blank = np.full_like(image, 255)
             row = [draw_pose(photo, keypoints) for photo, keypoints in zip(source_images, source_keypoints)]
-            row += [draw_pose(blank, target_keypoints), image]
+            row += [draw_pose(blank, keypoints) for keypoints in targets[:8]] + list(frames[:8])
             write_rgb(arguments.grid, labelled_rows([row]))
         if arguments.framed:
             from pnr_tf.pose import paste_back
@@ -117,7 +193,8 @@ def main(argv=None):
     except (FileNotFoundError, KeyError, ValueError, DataFormatError, OSError, PoseModelsUnavailableError) as error:
         message = error.args[0] if isinstance(error, KeyError) else error
         parser.exit(2, f"error: {message}\n")
-    print(f"wrote {', '.join(path for path in (arguments.out, arguments.grid, arguments.framed) if path)}")
+    shown = [str(path) for path in written[:3]] + ([f"... ({len(written)} files)"] if len(written) > 3 else [])
+    print(f"wrote {', '.join(shown + [path for path in (arguments.grid, arguments.framed) if path])}")
     return 0
 
 

@@ -9,6 +9,8 @@ keypoint convention), so nothing here takes those as arguments.
     from pnr_tf.pose import PoseEstimator, paste_back
     model = PoseTransfer.load("runs/quickstart")
     image = model.generate(source_images, source_keypoints, target_keypoints)   # uint8 in, uint8 out
+    person = model.encode(photos_of_one_person, their_keypoints)   # W: the person without the pose
+    frames = model.render(person, pose_sequence)                   # one image per pose, no re-encoding
     # or from photos of any size, keypoints estimated (BlazePose, pnr_tf.pose):
     estimator = PoseEstimator()
     source = frame_person(photo, model.image_size, estimator=estimator)
@@ -26,12 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.keypoints import visible_joints
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
 
 OUTPUT_NAME = "image"
 VALID_NAME = "valid"
+COEFFICIENTS_NAME = "coefficients"
 NO_VISIBLE_SOURCE_JOINT = "every source image needs at least one visible keypoint (finite, inside the image)"
 NO_VISIBLE_TARGET_JOINT = "the target pose needs at least one visible keypoint (finite, inside the image)"
 
@@ -40,9 +44,19 @@ class InvalidPoseError(ValueError):
     """Keypoints the model cannot use; the message says which rule they break."""
 
 
+PIXEL_SCOPE = "pixel_conversion"  # the name scope of the uint8 <-> [-1, 1] conversions (kept float in int8 TFLite)
+
+
+def from_pixels(images):
+    """uint8 pixels -> [-1, 1] float images (tensors)."""
+    with tf.name_scope(PIXEL_SCOPE):
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
 def to_pixels(images):
     """[-1, 1] float images -> uint8 pixels, rounded (tensors)."""
-    return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+    with tf.name_scope(PIXEL_SCOPE):
+        return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
 
 
 def pose_problems(source_keypoints, target_keypoints, image_size):
@@ -110,7 +124,7 @@ class PoseTransfer:
         self.generator = generator
         self.contract = generator.contract
         self.validate = validate
-        self._generate_function = None
+        self._generate_function = self._encode_function = self._render_function = None
 
     @classmethod
     def load(cls, path, validate=True):
@@ -136,7 +150,12 @@ class PoseTransfer:
 
     def single_shot(self, source_image, source_keypoints, target_keypoints):
         """(b, H, W, 3) uint8, (b, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
-        return self.multi_shot(tf.expand_dims(source_image, 1), tf.expand_dims(source_keypoints, 1), target_keypoints)
+        # Scoped with the conversions they feed: int8 TFLite keeps these float (keypoints in eight bits move joints).
+        with tf.name_scope(PIXEL_SCOPE):
+            source_images = tf.expand_dims(source_image, 1)
+        with tf.name_scope(HEATMAP_SCOPE):
+            source_keypoints = tf.expand_dims(source_keypoints, 1)
+        return self.multi_shot(source_images, source_keypoints, target_keypoints)
 
     def multi_shot(self, source_images, source_keypoints, target_keypoints):
         """(b, M, H, W, 3) uint8, (b, M, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
@@ -146,11 +165,49 @@ class PoseTransfer:
         if self.validate:
             source_images, source_keypoints, target_keypoints = self._checked(source_images, source_keypoints, target_keypoints)
         inputs = {
-            "source_image": tf.cast(source_images, tf.float32) / 127.5 - 1.0,
+            "source_image": from_pixels(source_images),
             "source_pose": self.heatmaps(source_keypoints),
             "target_pose": self.heatmaps(target_keypoints),
         }
         return {OUTPUT_NAME: to_pixels(self.generator(inputs, training=False)), VALID_NAME: valid}
+
+    def encode_function(self, source_images, source_keypoints):
+        """(b, M, H, W, 3) uint8, (b, M, 18, 2) -> {"coefficients": (b, k, d) float32 W, "valid": (b,) bool}.
+
+        W is the person without the pose: render it in any number of poses without encoding again.
+        """
+        source_keypoints = tf.cast(source_keypoints, tf.float32)
+        source_ok = tf.reduce_all(tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1), axis=-1)
+        if self.validate:
+            checks = [
+                tf.debugging.assert_equal(tf.shape(source_images)[:2], tf.shape(source_keypoints)[:2],
+                                          message="source images and source keypoints must have the same batch size and number of sources"),
+                tf.debugging.assert_positive(tf.shape(source_images)[0], message="the batch is empty: send at least one example"),
+                tf.debugging.assert_positive(tf.shape(source_images)[1], message="at least one source image is needed"),
+                tf.debugging.Assert(tf.reduce_all(source_ok), [NO_VISIBLE_SOURCE_JOINT]),
+            ]  # fmt: skip
+            with tf.control_dependencies(checks):
+                source_images = tf.identity(source_images)
+        images = from_pixels(source_images)
+        coefficients = self.generator.encode(images, self.heatmaps(source_keypoints), training=False)
+        return {COEFFICIENTS_NAME: coefficients, VALID_NAME: source_ok}
+
+    def render_function(self, coefficients, target_keypoints):
+        """(b or 1, k, d) W, (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}; a W of batch 1 takes every pose."""
+        target_keypoints = tf.cast(target_keypoints, tf.float32)
+        target_ok = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
+        if self.validate:
+            coefficient_batch, batch_size = tf.shape(coefficients)[0], tf.shape(target_keypoints)[0]
+            checks = [
+                tf.debugging.assert_positive(batch_size, message="the batch is empty: send at least one example"),
+                tf.debugging.Assert(tf.logical_or(tf.equal(coefficient_batch, 1), tf.equal(coefficient_batch, batch_size)),
+                                    ["coefficients must have batch size 1 (one person, every pose) or the poses' batch size"]),
+                tf.debugging.Assert(tf.reduce_all(target_ok), [NO_VISIBLE_TARGET_JOINT]),
+            ]  # fmt: skip
+            with tf.control_dependencies(checks):
+                coefficients = tf.identity(coefficients)
+        image = self.generator.render(coefficients, self.heatmaps(target_keypoints), training=False)
+        return {OUTPUT_NAME: to_pixels(image), VALID_NAME: target_ok}
 
     def _checked(self, source_images, source_keypoints, target_keypoints):
         image_shape = tf.shape(source_images)
@@ -206,3 +263,32 @@ class PoseTransfer:
             for start in range(0, len(source_images), batch_size)
         ]  # fmt: skip
         return np.concatenate(parts)
+
+    def encode(self, source_images, source_keypoints):
+        """One person from M photos of the model's size (M, H, W, 3) uint8 and (M, 18, 2) keypoints -> W (1, k, d)."""
+        source_images = np.asarray(source_images, np.uint8)[np.newaxis]
+        source_keypoints = np.asarray(source_keypoints, np.float32)[np.newaxis]
+        target_stand_in = np.zeros((1, NUM_JOINTS, 2), np.float32)  # encode needs no target; the rules check sources only
+        problems = [problem for problem in pose_problems(source_keypoints, target_stand_in, self.image_size) if "source" in problem]
+        if problems:
+            raise InvalidPoseError("; ".join(problems))
+        if self._encode_function is None:
+            self._encode_function = tf.function(lambda *arguments: self.encode_function(*arguments)[COEFFICIENTS_NAME], reduce_retracing=True)
+        return self._encode_function(source_images, source_keypoints).numpy()
+
+    def render(self, coefficients, target_keypoints, batch_size=32):
+        """W (1, k, d) from encode drawn in every pose of (T, 18, 2) keypoints -> (T, H, W, 3) uint8."""
+        target_keypoints = np.asarray(target_keypoints, np.float32)
+        if target_keypoints.ndim != 3 or target_keypoints.shape[1:] != (NUM_JOINTS, 2):
+            raise ValueError(f"target keypoints must be (poses, {NUM_JOINTS}, 2), got {target_keypoints.shape}")
+        height, width = self.image_size
+        without = np.flatnonzero(~np.asarray(visible_joints(target_keypoints, height, width)).any(axis=-1))
+        if len(without):
+            raise InvalidPoseError(f"pose(s) {without.tolist()}: {NO_VISIBLE_TARGET_JOINT}")
+        if self._render_function is None:
+            self._render_function = tf.function(lambda *arguments: self.render_function(*arguments)[OUTPUT_NAME], reduce_retracing=True)
+        coefficients = np.asarray(coefficients, np.float32)
+        return np.concatenate([
+            self._render_function(coefficients, target_keypoints[start : start + batch_size]).numpy()
+            for start in range(0, len(target_keypoints), batch_size)
+        ])  # fmt: skip

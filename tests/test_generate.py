@@ -136,3 +136,29 @@ def test_a_nan_joint_is_missing_and_a_pose_without_joints_is_an_error(tiny_model
         generate_main([*common, "--source-keypoints", str(tmp_path / "target.json"), "--target-keypoints", str(tmp_path / "target.json"),
                        "--out", str(tmp_path / "out.txt")])  # fmt: skip
     assert exit_info.value.code == 2 and "must end in .png, .jpg, .jpeg" in capsys.readouterr().err
+
+
+def test_a_pose_sequence_is_rendered_from_one_encoding_into_frames_or_an_animation(tiny_model_run, synthetic_root, tmp_path):
+    run_dir, generator = tiny_model_run
+    annotations = read_annotations(synthetic_root / "annotations.csv")
+    source = sorted(annotations)[0]
+    poses = [annotations[name].tolist() for name in sorted(annotations)[1:5]]
+    (tmp_path / "walk.json").write_text(json.dumps(poses))
+    (tmp_path / "source.json").write_text(json.dumps(annotations[source].tolist()))
+    common = ["--model", str(run_dir), "--source", str(synthetic_root / "images" / source), "--source-keypoints", str(tmp_path / "source.json"),
+              "--pose-sequence", str(tmp_path / "walk.json")]  # fmt: skip
+    assert generate_main([*common, "--out", str(tmp_path / "frame.png")]) == 0
+    frames = [read_rgb(tmp_path / f"frame_{index:03d}.png") for index in range(4)]
+    for pose, frame in zip(poses, frames):
+        _, expected = reference_generate(generator, read_rgb(synthetic_root / "images" / source)[None, None],
+                                         annotations[source][None, None], np.asarray(pose)[None])  # fmt: skip
+        assert level_difference(frame, expected[0]) <= 1
+    assert generate_main([*common, "--out", str(tmp_path / "walk.gif"), "--fps", "4"]) == 0
+    ok, animation = cv2.imreadanimation(str(tmp_path / "walk.gif"))
+    assert ok and len(animation.frames) == 4 and list(animation.durations) == [250] * 4
+    assert generate_main([*common, "--out", str(tmp_path / "walk.mp4")]) == 0
+    capture = cv2.VideoCapture(str(tmp_path / "walk.mp4"))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 4

@@ -104,3 +104,17 @@ def test_the_loaded_model_follows_its_own_contract(tmp_path):
     assert model.image_size == (24, 12)
     with pytest.raises(ValueError, match=r"\(batch, M, 24, 12, 3\)"):
         model.generate(np.zeros((1, 16, 8, 3), np.uint8), np.zeros((1, 18, 2)), np.zeros((1, 18, 2)))
+
+
+def test_encode_once_render_many_equals_generating_each_pose(serving_generator):
+    model = PoseTransfer(serving_generator)
+    images, source_keypoints, target_keypoints = random_serving_inputs(5, 2, seed=8)
+    person = model.encode(images[0], source_keypoints[0])  # one person from two photos
+    assert person.shape == (1, 4, 16)
+    frames = model.render(person, target_keypoints)  # that person in five poses
+    each = model.generate(np.repeat(images[:1], 5, axis=0), np.repeat(source_keypoints[:1], 5, axis=0), target_keypoints)
+    assert level_difference(frames, each) <= 1 and frames.std() > 20
+    with pytest.raises(InvalidPoseError, match=r"pose\(s\) \[2\]: the target pose needs"):
+        broken = target_keypoints.copy()
+        broken[2] = np.nan
+        model.render(person, broken)

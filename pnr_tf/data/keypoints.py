@@ -15,6 +15,8 @@ MASK_LIMBS = (
 )  # fmt: skip
 MASK_POINT_RADIUS = 4
 
+HEATMAP_SCOPE = "pose_heatmaps"  # the name scope of the heatmap ops
+
 
 def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
     """(..., 18, 2) keypoints (y, x) in pixels -> (..., height, width, 18) heatmaps.
@@ -24,20 +26,23 @@ def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
     joint outside the image gives an all-zero channel. Vectorised over joints and pixels (separable
     Gaussian), so it runs inside tf.data and exported graphs, TFLite's builtin ops included.
     """
-    keypoints = tf.cast(keypoints, tf.float32)
-    visible = visible_joints(keypoints, height, width)
-    # Missing joints are moved to (0, 0) before the Gaussian: NaN * 0 would be NaN, not an empty channel.
-    keypoints = tf.where(tf.expand_dims(visible, -1), keypoints, tf.zeros_like(keypoints))
-    rows = keypoints[..., 0]
-    columns = keypoints[..., 1]
-    rows_grid = tf.reshape(tf.range(height, dtype=tf.float32), [height, 1])
-    columns_grid = tf.reshape(tf.range(width, dtype=tf.float32), [width, 1])
-    scale = -0.5 / (sigma * sigma)
-    # (..., height, 18) and (..., width, 18), multiplied into (..., height, width, 18).
-    row_profile = tf.exp(scale * tf.square(rows_grid - tf.expand_dims(rows, -2)))
-    column_profile = tf.exp(scale * tf.square(columns_grid - tf.expand_dims(columns, -2)))
-    column_profile = column_profile * tf.expand_dims(tf.cast(visible, tf.float32), -2)
-    return tf.expand_dims(row_profile, -2) * tf.expand_dims(column_profile, -3)
+    # A name scope of their own: int8 TFLite export keeps the heatmaps in float (squared distances
+    # in eight bits would flatten the Gaussians).
+    with tf.name_scope(HEATMAP_SCOPE):
+        keypoints = tf.cast(keypoints, tf.float32)
+        visible = visible_joints(keypoints, height, width)
+        # Missing joints are moved to (0, 0) before the Gaussian: NaN * 0 would be NaN, not an empty channel.
+        keypoints = tf.where(tf.expand_dims(visible, -1), keypoints, tf.zeros_like(keypoints))
+        rows = keypoints[..., 0]
+        columns = keypoints[..., 1]
+        rows_grid = tf.reshape(tf.range(height, dtype=tf.float32), [height, 1])
+        columns_grid = tf.reshape(tf.range(width, dtype=tf.float32), [width, 1])
+        scale = -0.5 / (sigma * sigma)
+        # (..., height, 18) and (..., width, 18), multiplied into (..., height, width, 18).
+        row_profile = tf.exp(scale * tf.square(rows_grid - tf.expand_dims(rows, -2)))
+        column_profile = tf.exp(scale * tf.square(columns_grid - tf.expand_dims(columns, -2)))
+        column_profile = column_profile * tf.expand_dims(tf.cast(visible, tf.float32), -2)
+        return tf.expand_dims(row_profile, -2) * tf.expand_dims(column_profile, -3)
 
 
 def visible_joints(keypoints, height, width):

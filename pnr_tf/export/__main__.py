@@ -4,6 +4,8 @@
         -> models/pnr/<version>/ (next free version), for TF-Serving's --model_base_path=models/pnr
     python -m pnr_tf.export --model runs/quickstart/generator.keras --format tflite --quantize float16 --out models
         -> models/pnr_float16.tflite
+    python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --calibration data/market/pairs.csv --out models
+        -> models/pnr_int8.tflite (serving_default; activations calibrated on 100 real pairs)
     python -m pnr_tf.export --model runs/quickstart --format keras --out models   -> models/pnr.keras
 
 Exported signatures take uint8 images and (y, x) pixel keypoints (-1 or NaN = missing) and return a
@@ -15,6 +17,27 @@ import os
 import sys
 
 FORMATS = ("saved_model", "tflite", "keras")
+
+
+def calibration_set(pairs_file, generator):
+    """serving_default requests from a pair file (annotations.csv and images/ beside it), or the synthetic people."""
+    from pnr_tf import files
+    from pnr_tf.data.pipeline import pair_samples
+    from pnr_tf.export.tflite import calibration_requests
+
+    if pairs_file is None:
+        import tempfile
+
+        from pnr_tf.data.datasets import guess_convention
+        from pnr_tf.data.synthetic import write_synthetic_dataset
+
+        dataset = guess_convention([], generator.contract.image_size).name
+        root = os.path.join(tempfile.mkdtemp(prefix="pnr_calibration_"), "synthetic")
+        write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=dataset)
+        pairs_file = os.path.join(root, "pairs-test.csv")
+    root = files.parent(pairs_file)
+    samples = pair_samples(pairs_file, files.join(root, "annotations.csv"), files.join(root, "images"), generator.contract.image_size)
+    return calibration_requests(samples)
 
 
 def main(argv=None):
@@ -30,6 +53,9 @@ def main(argv=None):
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (default: newest + 1)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="TFLite weight quantisation")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file or SavedModel version (default: an error)")
+    parser.add_argument("--calibration", default=None,
+                        help="with --quantize int8: a pair file of real pairs for the activation ranges (default: the built-in "
+                             "synthetic people's pairs-test.csv, written if absent); its images sit beside it in images/")  # fmt: skip
     arguments = parser.parse_args(argv)
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
@@ -47,7 +73,9 @@ def main(argv=None):
             path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version, arguments.overwrite)
         elif arguments.format == "tflite":
             suffix = "" if arguments.quantize == "none" else f"_{arguments.quantize}"
-            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize, arguments.overwrite)
+            calibration = calibration_set(arguments.calibration, generator) if arguments.quantize == "int8" else None
+            path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize,
+                                 arguments.overwrite, calibration)  # fmt: skip
         else:
             path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"), arguments.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:

@@ -14,6 +14,9 @@ from pnr_tf.models.generator import PNRGenerator
 
 SINGLE_SHOT = "serving_default"
 MULTI_SHOT = "multi_shot"
+ENCODE = "encode"
+RENDER = "render"
+SIGNATURES = (SINGLE_SHOT, MULTI_SHOT, ENCODE, RENDER)
 
 
 def with_solver(generator, solver):
@@ -49,8 +52,25 @@ def multi_shot_signature(height, width):
     }
 
 
-def build_export_archive(generator, validate=True):
-    """A ``keras.export.ExportArchive`` with the ``serving_default`` and ``multi_shot`` endpoints.
+def encode_signature(height, width):
+    return {
+        "source_images": tf.TensorSpec((None, None, height, width, 3), tf.uint8, name="source_images"),
+        "source_keypoints": tf.TensorSpec((None, None, NUM_JOINTS, 2), tf.float32, name="source_keypoints"),
+    }
+
+
+def render_signature(pose_dim, appearance_dim):
+    return {
+        "coefficients": tf.TensorSpec((None, pose_dim, appearance_dim), tf.float32, name="coefficients"),
+        "target_keypoints": tf.TensorSpec((None, NUM_JOINTS, 2), tf.float32, name="target_keypoints"),
+    }
+
+
+def build_export_archive(generator, validate=True, signatures=SIGNATURES):
+    """A ``keras.export.ExportArchive`` with ``serving_default``, ``multi_shot``, ``encode`` and ``render``.
+
+    ``encode`` turns source photos into W, the person without the pose; ``render`` draws a W (batch 1:
+    one person in every pose of the batch) in target poses.
 
     The regression runs stock TensorFlow ops unless the generator's is ``"matmul"`` already:
     TF-Serving and other SavedModel loaders know nothing of the fused kernel.
@@ -61,6 +81,14 @@ def build_export_archive(generator, validate=True):
     archive = keras.export.ExportArchive()
     archive.track(generator)
     height, width = model.image_size
-    archive.add_endpoint(SINGLE_SHOT, tf.function(model.single_shot), [*single_shot_signature(height, width).values()])
-    archive.add_endpoint(MULTI_SHOT, tf.function(model.multi_shot), [*multi_shot_signature(height, width).values()])
+    pose_dim, appearance_dim = generator.pose_encoder.pose_dim, generator.appearance_encoder.output_dim
+    endpoints = {
+        SINGLE_SHOT: (model.single_shot, single_shot_signature(height, width)),
+        MULTI_SHOT: (model.multi_shot, multi_shot_signature(height, width)),
+        ENCODE: (model.encode_function, encode_signature(height, width)),
+        RENDER: (model.render_function, render_signature(pose_dim, appearance_dim)),
+    }
+    for name in signatures:
+        function, specs = endpoints[name]
+        archive.add_endpoint(name, tf.function(function), [*specs.values()])
     return archive

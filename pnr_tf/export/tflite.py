@@ -1,49 +1,118 @@
-"""TFLite with builtin ops only: the regression switched to its matmul solver, both signatures kept."""
+"""TFLite with builtin ops only: the regression switched to its matmul solver.
+
+Float models (none, float16, dynamic_range) keep the SavedModel's four signatures. The full-integer
+model (int8: weights and activations, calibrated on real pairs; the regression and ops without an
+int8 kernel stay float)
+has serving_default only: the converter calibrates one signature at a time.
+"""
 
 import tempfile
-from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
+from pnr_tf import files
+from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.export.keras_file import refuse_to_overwrite
-from pnr_tf.export.serving_module import MULTI_SHOT
+from pnr_tf.export.serving_module import SIGNATURES
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
 from pnr_tf.export.serving_module import with_solver
+from pnr_tf.inference import PIXEL_SCOPE
+from pnr_tf.layers.regression import REGRESSION_SCOPE
 
-QUANTIZATIONS = ("none", "float16", "dynamic_range")
+QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
+CALIBRATION_PAIRS = 100
 
 
-def convert_to_tflite(generator, quantize="none"):
-    """The .tflite flatbuffer (bytes) with ``serving_default`` and ``multi_shot`` signatures.
+def calibration_requests(samples, count=CALIBRATION_PAIRS):
+    """serving_default inputs (batch 1) for the first ``count`` pairs of a SampleSet of the model's size."""
+    from pnr_tf.data.pipeline import decoded_batches
+
+    requests = []
+    for batch in decoded_batches(samples.shard(max(1, len(samples) // count), 0), 1):
+        requests.append({
+            "source_image": batch["source_images"][:, 0],
+            "source_keypoints": batch["source_keypoints"][:, 0].astype(np.float32),
+            "target_keypoints": batch["target_keypoints"].astype(np.float32),
+        })  # fmt: skip
+        if len(requests) == count:
+            break
+    return requests
+
+
+def convert_to_tflite(generator, quantize="none", calibration=None):
+    """The .tflite flatbuffer (bytes).
 
     Batch size and M stay dynamic: run through ``Interpreter.get_signature_runner``, which resizes
     the inputs per call. TFLite cannot fail a call from inside the graph, so where a SavedModel
-    answers INVALID_ARGUMENT (no visible joint in a source or the target) the output ``valid`` is 0. ``float16`` stores weights as float16; ``dynamic_range`` stores them as
-    int8 and quantises activations on the fly.
+    answers INVALID_ARGUMENT (no visible joint in a source or the target) the output ``valid`` is 0.
+    ``float16`` stores weights as float16; ``dynamic_range`` stores them as int8 and quantises
+    activations on the fly; ``int8`` quantises weights and activations with ranges calibrated on
+    ``calibration`` (a list of serving_default requests, ``calibration_requests``).
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if quantize == "int8" and not calibration:
+        raise ValueError("int8 quantisation needs calibration requests (calibration_requests of real pairs)")
+    signatures = [SINGLE_SHOT] if quantize == "int8" else list(SIGNATURES)
     # TFLite has no builtin Assert: the in-graph checks stay in the SavedModel only.
-    archive = build_export_archive(with_solver(generator, "matmul"), validate=False)
+    archive = build_export_archive(with_solver(generator, "matmul"), validate=False, signatures=signatures)
     with tempfile.TemporaryDirectory() as directory:
         archive.write_out(directory, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SINGLE_SHOT, MULTI_SHOT])
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=signatures)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
+        if quantize == "int8":
+            converter.representative_dataset = lambda: iter(calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            return _quantize_all_but_float_scopes(converter, calibration)
         return converter.convert()
 
 
-def export_tflite(generator, path, quantize="none", overwrite=False):
+FLOAT_SCOPES = (REGRESSION_SCOPE, HEATMAP_SCOPE, PIXEL_SCOPE)
+
+
+def _quantize_all_but_float_scopes(converter, calibration):
+    """int8 everywhere except the regression, the pose heatmaps and the pixel conversions, which stay float.
+
+    The solves divide by pivots and subtract nearly equal numbers: in eight bits a pivot rounds to
+    the zero point (TFLite's int8 DIV then refuses to run) and W is lost. The heatmaps square pixel
+    distances whose range dwarfs a Gaussian's width: in eight bits the peaks flatten (on a test
+    network, mean error 40 levels with them in int8). Rounding to pixels twice (int8, then uint8)
+    adds its own error. All three are cheap next to the convolutions. The quantisation debugger calibrates once and quantises with a node deny list,
+    the converter's documented way to keep chosen ops in float.
+    """
+    debug_options = tf.lite.experimental.QuantizationDebugOptions
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: iter(calibration[:1]), debug_options=debug_options()
+    )
+    debugger.options = debug_options(denylisted_nodes=_float_scope_tensor_names(debugger.calibrated_model))
+    return debugger.get_nondebug_quantized_model()
+
+
+def _float_scope_tensor_names(flatbuffer):
+    """Output names of every op, in every subgraph, made inside one of FLOAT_SCOPES."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    names = set()
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            for index in operator.outputs:
+                name = subgraph.tensors[index].name.decode()
+                if any(scope in name for scope in FLOAT_SCOPES):
+                    names.add(name)
+    for scope in FLOAT_SCOPES:  # a renamed scope would silently quantise what must stay float
+        if not any(scope in name for name in names):
+            raise RuntimeError(f"found no op in the name scope {scope} to keep in float")
+    return sorted(names)
+
+
+def export_tflite(generator, path, quantize="none", overwrite=False, calibration=None):
     """Writes the .tflite file (an existing one only with ``overwrite``); returns its path."""
-    path = Path(path)
     refuse_to_overwrite(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flatbuffer = convert_to_tflite(generator, quantize)
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_bytes(flatbuffer)
-    temporary.replace(path)
-    return path
+    return files.write_bytes(path, convert_to_tflite(generator, quantize, calibration))

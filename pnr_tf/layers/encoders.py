@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from pnr_tf.layers.blocks import ConvolutionBlock
-from pnr_tf.layers.blocks import build_sublayer
 from pnr_tf.layers.blocks import ResidualBlock
+from pnr_tf.layers.blocks import build_sublayer
 
 
 @keras.saving.register_keras_serializable(package="pnr_tf")
@@ -19,19 +19,25 @@ class AppearanceEncoder(keras.layers.Layer):
         base_filters: channels of the first convolution (64 in the paper's setting, so d = 256).
         num_residual_blocks: residual blocks after the downsampling (N_e).
         norm: ``"batch"`` or ``"instance"``.
+        stem_strides: 1 (the paper's), or 2: the 7x7 stem, the most expensive convolution at full
+            resolution, runs at half resolution and the second downsampling keeps the size, so the
+            output stride is 4 either way (the leaner pose path of configs/*_fast.yaml).
         **kwargs: forwarded to ``keras.layers.Layer``.
     """
 
-    def __init__(self, base_filters=64, num_residual_blocks=6, norm="batch", **kwargs):
+    def __init__(self, base_filters=64, num_residual_blocks=6, norm="batch", stem_strides=1, **kwargs):
         super().__init__(**kwargs)
+        if stem_strides not in (1, 2):
+            raise ValueError(f"stem_strides must be 1 or 2, got {stem_strides!r}")
         self.base_filters = base_filters
         self.num_residual_blocks = num_residual_blocks
         self.norm = norm
+        self.stem_strides = stem_strides
         policy = self.dtype_policy
-        self.stem = ConvolutionBlock(base_filters, 7, norm=norm, dtype=policy, name="stem")
+        self.stem = ConvolutionBlock(base_filters, 7, strides=stem_strides, norm=norm, dtype=policy, name="stem")
         self.downsampling = [
             ConvolutionBlock(base_filters * 2, 3, strides=2, norm=norm, dtype=policy, name="downsampling_0"),
-            ConvolutionBlock(base_filters * 4, 3, strides=2, norm=norm, dtype=policy, name="downsampling_1"),
+            ConvolutionBlock(base_filters * 4, 3, strides=4 // (2 * stem_strides), norm=norm, dtype=policy, name="downsampling_1"),
         ]
         self.residual_blocks = [
             ResidualBlock(base_filters * 4, norm=norm, dtype=policy, name=f"residual_{index}")
@@ -69,7 +75,8 @@ class AppearanceEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"base_filters": self.base_filters, "num_residual_blocks": self.num_residual_blocks, "norm": self.norm}
+            {"base_filters": self.base_filters, "num_residual_blocks": self.num_residual_blocks, "norm": self.norm,
+             "stem_strides": self.stem_strides}  # fmt: skip
         )
         return config
 
@@ -85,11 +92,12 @@ class PoseEncoder(AppearanceEncoder):
         num_residual_blocks: residual blocks after the downsampling (N_e).
         pose_dim: k, the size of each pose row (32 by default).
         norm: ``"batch"`` or ``"instance"``.
+        stem_strides: 1, or 2 for a half-resolution stem (see AppearanceEncoder).
         **kwargs: forwarded to ``keras.layers.Layer``.
     """
 
-    def __init__(self, base_filters=64, num_residual_blocks=6, pose_dim=32, norm="batch", **kwargs):
-        super().__init__(base_filters=base_filters, num_residual_blocks=num_residual_blocks, norm=norm, **kwargs)
+    def __init__(self, base_filters=64, num_residual_blocks=6, pose_dim=32, norm="batch", stem_strides=1, **kwargs):
+        super().__init__(base_filters=base_filters, num_residual_blocks=num_residual_blocks, norm=norm, stem_strides=stem_strides, **kwargs)
         self.pose_dim = pose_dim
         self.projection = keras.layers.Dense(pose_dim, dtype=self.dtype_policy, name="projection")
 

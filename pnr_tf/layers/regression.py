@@ -15,6 +15,7 @@ from pnr_tf.ops.symmetric_solve import unpack_columns
 
 # Added to the relative ridge so an all-zero pose (Gram = 0) still gives a finite W (= 0).
 ABSOLUTE_RIDGE_FLOOR = 1e-6
+REGRESSION_SCOPE = "p_norm_regression"  # the name scope of every op the regression adds
 
 
 @keras.saving.register_keras_serializable(package="pnr_tf")
@@ -78,6 +79,11 @@ class PNormRegression(keras.layers.Layer):
 
     def estimate(self, appearance, pose, row_weights=None):
         """W (batch, k, d) from appearance (batch, n, d), pose (batch, n, k), row_weights (batch, n) or None."""
+        # One name scope for all of the regression's ops: int8 TFLite export keeps exactly these in float.
+        with tf.name_scope(REGRESSION_SCOPE):
+            return self._estimate(appearance, pose, row_weights)
+
+    def _estimate(self, appearance, pose, row_weights):
         appearance = tf.cast(appearance, tf.float32)
         pose = tf.cast(pose, tf.float32)
         if pose.shape[-1] is None:
@@ -116,8 +122,12 @@ class PNormRegression(keras.layers.Layer):
         return self.irls_step(appearance, pose, outer, row_weights, tf.stop_gradient(coefficients))
 
     def call(self, source_appearance, source_pose, target_pose, row_weights=None):
-        coefficients = self.estimate(source_appearance, source_pose, row_weights)
-        return tf.matmul(tf.cast(target_pose, tf.float32), coefficients)
+        return self.predict(target_pose, self.estimate(source_appearance, source_pose, row_weights))
+
+    def predict(self, target_pose, coefficients):
+        """Step 2: A_t = P_t W; target_pose (batch, n_t, k), coefficients (batch or 1, k, d) -> (batch, n_t, d)."""
+        with tf.name_scope(REGRESSION_SCOPE):
+            return tf.matmul(tf.cast(target_pose, tf.float32), tf.cast(coefficients, tf.float32))
 
     def _least_squares(self, appearance, pose, row_weights):
         weighted_pose = pose * row_weights

@@ -3,8 +3,8 @@
 import keras
 
 from pnr_tf.layers.blocks import ConvolutionBlock
-from pnr_tf.layers.blocks import build_sublayer
 from pnr_tf.layers.blocks import ResidualBlock
+from pnr_tf.layers.blocks import build_sublayer
 
 
 @keras.saving.register_keras_serializable(package="pnr_tf")

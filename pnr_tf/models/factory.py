@@ -19,10 +19,11 @@ def build_generator(model_config, row_keep_probability=1.0, seed=None, data_conf
             model_config.base_filters, model_config.num_encoder_blocks, norm=model_config.norm, name="appearance_encoder"
         ),
         pose_encoder=PoseEncoder(
-            model_config.base_filters,
-            model_config.num_encoder_blocks,
+            model_config.pose_base_filters or model_config.base_filters,
+            model_config.num_encoder_blocks if model_config.num_pose_blocks is None else model_config.num_pose_blocks,
             pose_dim=model_config.pose_dim,
             norm=model_config.norm,
+            stem_strides=model_config.pose_stem_strides,
             name="pose_encoder",
         ),
         regression=PNormRegression(

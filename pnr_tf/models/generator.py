@@ -130,26 +130,41 @@ class PNRGenerator(keras.Model):
 
     def call(self, inputs, training=None):
         _validated_shapes({name: inputs[name].shape for name in INPUT_NAMES} if isinstance(inputs, dict) else inputs)
-        source_image, source_pose, target_pose = (inputs[name] for name in INPUT_NAMES)
+        coefficients = self.encode(inputs["source_image"], inputs["source_pose"], training=training)
+        return self.render(coefficients, inputs["target_pose"], training=training)
+
+    def encode(self, source_image, source_pose, training=None):
+        """The person, pose removed: W (batch, k, d) of A = P W over the rows of all M sources.
+
+        source_image (batch, M, H, W, 3) in [-1, 1] and source_pose (batch, M, H, W, 18) heatmaps, or
+        4-D for M = 1. W is float32. ``render(encode(...), target_pose)`` equals ``call``.
+        """
+        source_image, source_pose = tf.convert_to_tensor(source_image), tf.convert_to_tensor(source_pose)
         if source_image.shape.rank == 4:
             source_image = tf.expand_dims(source_image, 1)
         if source_pose.shape.rank == 4:
             source_pose = tf.expand_dims(source_pose, 1)
         batch_size = tf.shape(source_image)[0]
-
         # Encode all M sources as one batch, then stack their rows: (batch, M * n, .).
         source_appearance = self.appearance_encoder(_merge_sources(source_image), training=training)
         source_pose_rows = self.pose_encoder(_merge_sources(source_pose), training=training)
         source_appearance = tf.reshape(source_appearance, [batch_size, -1, source_appearance.shape[-1]])
         source_pose_rows = tf.reshape(source_pose_rows, [batch_size, -1, source_pose_rows.shape[-1]])
-        target_pose_rows = self.pose_encoder(target_pose, training=training)
-
         row_weights = None
         if training and self.row_keep_probability < 1.0:
             uniform = keras.random.uniform(tf.shape(source_pose_rows)[:2], seed=self.seed_generator)
             row_weights = tf.cast(uniform < self.row_keep_probability, tf.float32)
+        return self.regression.estimate(source_appearance, source_pose_rows, row_weights)
 
-        target_appearance = self.regression(source_appearance, source_pose_rows, target_pose_rows, row_weights)
+    def render(self, coefficients, target_pose, training=None):
+        """The person W (batch or 1, k, d) drawn in target_pose (batch, H, W, 18): (batch, H, W, 3) in [-1, 1].
+
+        A W of batch 1 is drawn in every pose of the batch: encode once, render many.
+        """
+        target_pose = tf.convert_to_tensor(target_pose)
+        batch_size = tf.shape(target_pose)[0]
+        target_pose_rows = self.pose_encoder(target_pose, training=training)
+        target_appearance = self.regression.predict(target_pose_rows, coefficients)
         height = (tf.shape(target_pose)[1] + 3) // 4
         width = (tf.shape(target_pose)[2] + 3) // 4
         feature_map = tf.reshape(target_appearance, [batch_size, height, width, self.decoder.input_dim])

@@ -4,6 +4,8 @@
     with GeneratorClient("localhost:8500", model_name="pnr") as client:
         image = client.generate(photo, photo_keypoints, target_keypoints)        # (H, W, 3) uint8
         image = client.generate_multi_shot(photos, photos_keypoints, target_keypoints)
+        person = client.encode(photos, photos_keypoints)          # once
+        images = client.render(person, many_target_keypoints)     # (T, H, W, 3), no photos sent again
 
 Images are uint8 RGB of the model's size; keypoints are 18 (y, x) pixel pairs, -1 for a missing
 joint. A single example or a batch (leading batch axis) goes in; the same comes out.
@@ -18,7 +20,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-NUM_JOINTS = 18
+from pnr_tf.data.annotations import NUM_JOINTS
+
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
@@ -73,7 +76,7 @@ def _keypoints(keypoints, rank, name):
 
 
 class GeneratorClient:
-    """Calls the ``serving_default`` and ``multi_shot`` signatures of a served generator.
+    """Calls the ``serving_default``, ``multi_shot``, ``encode`` and ``render`` signatures of a served generator.
 
     Args:
         address: ``host:port`` of TF-Serving's gRPC endpoint (or the dev server).
@@ -144,6 +147,27 @@ class GeneratorClient:
     def generate_multi_shot(self, source_images, source_keypoints, target_keypoints):
         """M sources: (M, H, W, 3) uint8 + (M, 18, 2) + (18, 2) -> (H, W, 3) uint8, or all with a batch axis."""
         return self._generate("multi_shot", "source_images", source_images, 4, source_keypoints, target_keypoints)
+
+    def encode(self, source_images, source_keypoints):
+        """One person from M photos: (M, H, W, 3) uint8 + (M, 18, 2) -> W (1, k, d) float32; batched (b, M, ...) -> (b, k, d).
+
+        Render it in any number of poses with ``render``, without sending the photos again.
+        """
+        images = _images(source_images, 4, "source_images")
+        keypoints = _keypoints(source_keypoints, 3, "source_keypoints")
+        if images.ndim == 4:
+            images, keypoints = images[np.newaxis], keypoints[np.newaxis]
+        return self.predict({"source_images": images, "source_keypoints": keypoints}, "encode")["coefficients"]
+
+    def render(self, coefficients, target_keypoints):
+        """W (1, k, d) from ``encode`` in each of (T, 18, 2) poses -> (T, H, W, 3) uint8 (one pose (18, 2) -> (H, W, 3))."""
+        keypoints = _keypoints(target_keypoints, 2, "target_keypoints")
+        single = keypoints.ndim == 2
+        coefficients = np.asarray(coefficients, np.float32)
+        if coefficients.ndim == 2:
+            coefficients = coefficients[np.newaxis]
+        image = self.predict({"coefficients": coefficients, "target_keypoints": keypoints[np.newaxis] if single else keypoints}, "render")["image"]
+        return image[0] if single else image
 
     def _generate(self, signature, image_name, images, image_rank, source_keypoints, target_keypoints):
         images = _images(images, image_rank, image_name)

@@ -21,11 +21,11 @@ from tests.helpers import with_contract
 def test_saved_model_is_written_in_the_versioned_layout_tf_serving_watches(serving_generator, tmp_path):
     first = export_saved_model(serving_generator, tmp_path, "person")
     second = export_saved_model(serving_generator, tmp_path, "person")
-    assert (first, second) == (tmp_path / "person" / "1", tmp_path / "person" / "2")
-    assert (second / "saved_model.pb").is_file() and (second / "variables").is_dir()
+    assert (first, second) == (str(tmp_path / "person" / "1"), str(tmp_path / "person" / "2"))
+    assert (tmp_path / "person" / "2" / "saved_model.pb").is_file() and (tmp_path / "person" / "2" / "variables").is_dir()
     assert existing_versions(tmp_path / "person") == [1, 2]
     assert sorted(entry.name for entry in (tmp_path / "person").iterdir()) == ["1", "2"]  # no temporary left
-    with pytest.raises(FileExistsError, match="--version"):
+    with pytest.raises(FileExistsError, match="exists: pass --overwrite"):
         export_saved_model(serving_generator, tmp_path, "person", version=2)
 
 
@@ -202,3 +202,45 @@ def test_tflite_reads_nan_as_missing_and_flags_a_source_without_joints(tflite_mo
     np.testing.assert_array_equal(output["image"], runner(**with_missing)["image"])
     assert output["valid"].tolist() == [True, True] and output["image"].std() > 20
     assert runner(**without_joints)["valid"].tolist() == [False, True]  # TFLite cannot fail the call: it says so
+
+
+def test_encode_and_render_signatures_equal_serving_default(saved_model_base, tflite_models):
+    images, source_keypoints, target_keypoints = random_serving_inputs(4, 1, seed=31)
+    images[:] = images[:1]
+    source_keypoints[:] = source_keypoints[:1]  # one person, four poses
+    loaded = tf.saved_model.load(str(saved_model_base / "1")).signatures
+    expected = loaded["serving_default"](source_image=images[:, 0], source_keypoints=source_keypoints[:, 0], target_keypoints=target_keypoints)["image"].numpy()
+    person = loaded["encode"](source_images=images[:1], source_keypoints=source_keypoints[:1])["coefficients"]
+    assert person.shape == (1, 4, 16)
+    np.testing.assert_array_equal(loaded["render"](coefficients=person, target_keypoints=target_keypoints)["image"].numpy(), expected)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="coefficients must have batch size 1"):
+        loaded["render"](coefficients=tf.concat([person] * 2, 0), target_keypoints=target_keypoints)
+    interpreter = Interpreter(model_content=tflite_models["none"])
+    assert set(interpreter.get_signature_list()) == {"serving_default", "multi_shot", "encode", "render"}
+    tflite_person = interpreter.get_signature_runner("encode")(source_images=images[:1], source_keypoints=source_keypoints[:1])["coefficients"]
+    np.testing.assert_allclose(tflite_person, person.numpy(), rtol=1e-3, atol=1e-3 * np.abs(person.numpy()).max())
+    frames = interpreter.get_signature_runner("render")(coefficients=tflite_person, target_keypoints=target_keypoints)["image"]
+    assert level_difference(frames, expected) <= 2
+
+
+def test_full_integer_tflite_is_calibrated_int8_and_stays_close_to_float(serving_generator, tflite_models):
+    requests = []
+    for seed in range(24):
+        images, source_keypoints, target_keypoints = random_serving_inputs(1, 1, seed=100 + seed)
+        requests.append({"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints})
+    flatbuffer = convert_to_tflite(serving_generator, "int8", calibration=requests)
+    interpreter = Interpreter(model_content=flatbuffer)
+    assert list(interpreter.get_signature_list()) == ["serving_default"]
+    details = interpreter._get_ops_details()
+    convolutions = [op for op in details if op["op_name"] == "CONV_2D"]
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    int8_convolutions = [op for op in convolutions if tensors[op["inputs"][1]]["dtype"] == np.int8]
+    assert convolutions and len(int8_convolutions) == len(convolutions)  # weights and activations in int8
+    assert not any(op["op_name"].startswith("Flex") for op in details)
+    images, source_keypoints, target_keypoints = random_serving_inputs(4, 1, seed=7)
+    inputs = {"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints}
+    quantised = interpreter.get_signature_runner("serving_default")(**inputs)["image"].astype(np.float64)
+    reference = run_tflite(tflite_models["none"], "serving_default", **inputs).astype(np.float64)
+    # Eight bits for every activation of a random network: a few levels on average, the picture kept.
+    assert np.abs(quantised - reference).mean() < 8 and np.corrcoef(quantised.ravel(), reference.ravel())[0, 1] > 0.95
+    assert len(flatbuffer) < 0.5 * len(tflite_models["none"])

@@ -84,7 +84,8 @@ def test_thirty_two_concurrent_requests_are_all_answered_correctly(server_addres
 def test_metadata_describes_both_signatures(server_address):
     with GeneratorClient(server_address) as client:
         metadata = client.metadata()
-    assert set(metadata) == {"serving_default", "multi_shot"}
+    assert set(metadata) == {"serving_default", "multi_shot", "encode", "render"}
+    assert metadata["render"]["inputs"]["coefficients"] == ("float32", (-1, 4, 16))
     assert metadata["serving_default"]["inputs"]["source_image"] == ("uint8", (-1, 16, 8, 3))
     assert metadata["multi_shot"]["inputs"]["source_keypoints"] == ("float32", (-1, -1, 18, 2))
     assert metadata["multi_shot"]["outputs"] == {"image": ("uint8", (-1, 16, 8, 3)), "valid": ("bool", (-1,))}
@@ -225,3 +226,17 @@ def test_bad_batches_and_poses_get_plain_messages_and_a_nan_joint_is_a_missing_o
             assert answer["image"].std() > 20 and answer["valid"].tolist() == [True, True]
     finally:
         server.stop(grace=None)
+
+
+def test_encode_once_and_render_many_over_grpc(server_address, local_model):
+    images, source_keypoints, target_keypoints = random_serving_inputs(6, 2, seed=41)
+    with GeneratorClient(server_address) as client:
+        person = client.encode(images[0], source_keypoints[0])
+        frames = client.render(person, target_keypoints)
+        one = client.render(person, target_keypoints[3])
+    expected = local_model.signatures["multi_shot"](
+        source_images=np.repeat(images[:1], 6, axis=0), source_keypoints=np.repeat(source_keypoints[:1], 6, axis=0),
+        target_keypoints=target_keypoints,
+    )["image"].numpy()  # fmt: skip
+    np.testing.assert_array_equal(frames, expected)
+    np.testing.assert_array_equal(one, expected[3])
