@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import numpy as np
 
 from pnr_tf.data.annotations import JOINT_NAMES

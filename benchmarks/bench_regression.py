@@ -22,7 +22,7 @@ import argparse
 import os
 import time
 
-import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import numpy as np
 import tensorflow as tf
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pnr_tf  # noqa: F401  (first: quiet TensorFlow start-up)
+import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import keras
 
 from pnr_tf.config import load_config

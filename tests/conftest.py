@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-import pnr_tf.tensorflow_logging  # noqa: E402, F401  (TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
-
 import pytest  # noqa: E402
+
+import pnr_tf.tensorflow_logging  # noqa: E402, F401  (TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -8,7 +8,6 @@ import numpy as np
 
 import pnr_tf
 
-
 SOLVERS = ("fused", "cholesky", "matmul")
 
 

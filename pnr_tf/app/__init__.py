@@ -11,15 +11,15 @@ import json
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.concurrency import run_in_threadpool
 
 from pnr_tf.app.service import MAX_IMAGE_BYTES
 from pnr_tf.app.service import MAX_SOURCES
-from pnr_tf.app.service import PageService
+from pnr_tf.app.service import PageService  # noqa: F401  (part of this package's API)
 from pnr_tf.app.service import RequestError
 
 PAGE = Path(__file__).with_name("page.html")

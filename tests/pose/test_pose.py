@@ -10,10 +10,10 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.pose import PoseEstimationError
 from pnr_tf.pose import PoseEstimator
-from pnr_tf.pose import crop_person
-from pnr_tf.pose import paste_back
 from pnr_tf.pose import blazepose
+from pnr_tf.pose import crop_person
 from pnr_tf.pose import fetch
+from pnr_tf.pose import paste_back
 from pnr_tf.visualize import read_rgb
 
 
