@@ -6,6 +6,8 @@
         -> models/pnr_float16.tflite
     python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --calibration data/market/pairs.csv --out models
         -> models/pnr_int8.tflite (serving_default; activations calibrated on 100 real pairs)
+    python -m pnr_tf.export --model runs/quickstart --format tflite --batch-size 32 --out models
+        -> models/pnr.tflite taking batches of exactly 32 (no dynamic-shape arithmetic in the interpreter)
     python -m pnr_tf.export --model runs/quickstart --format keras --out models   -> models/pnr.keras
 
 Exported signatures take uint8 images and (y, x) pixel keypoints (-1 or NaN = missing) and return a
@@ -56,7 +58,14 @@ def main(argv=None):
     parser.add_argument("--calibration", default=None,
                         help="with --quantize int8: a pair file of real pairs for the activation ranges (default: the built-in "
                              "synthetic people's pairs-test.csv, written if absent); its images sit beside it in images/")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="with --format tflite: fix the batch dimension (every call then sends that many examples; "
+                             "faster at large batches, BENCHMARKS.md); default dynamic")  # fmt: skip
     arguments = parser.parse_args(argv)
+    if arguments.format != "tflite" and arguments.batch_size is not None:
+        parser.error("--batch-size applies to --format tflite only (a SavedModel's batch stays dynamic)")
+    if arguments.batch_size is not None and arguments.batch_size < 1:
+        parser.error("--batch-size must be >= 1")
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
     if arguments.format != "saved_model" and arguments.version is not None:
@@ -75,7 +84,7 @@ def main(argv=None):
             suffix = "" if arguments.quantize == "none" else f"_{arguments.quantize}"
             calibration = calibration_set(arguments.calibration, generator) if arguments.quantize == "int8" else None
             path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize,
-                                 arguments.overwrite, calibration)  # fmt: skip
+                                 arguments.overwrite, calibration, arguments.batch_size)  # fmt: skip
         else:
             path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"), arguments.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:

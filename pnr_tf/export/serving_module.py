@@ -66,11 +66,22 @@ def render_signature(pose_dim, appearance_dim):
     }
 
 
-def build_export_archive(generator, validate=True, signatures=SIGNATURES):
+def with_batch_size(specs, batch_size):
+    """The specs with their batch dimension fixed; render's coefficients stay one person."""
+    if batch_size is None:
+        return specs
+    return {
+        name: spec if name == "coefficients" else tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype, name=spec.name)
+        for name, spec in specs.items()
+    }
+
+
+def build_export_archive(generator, validate=True, signatures=SIGNATURES, batch_size=None):
     """A ``keras.export.ExportArchive`` with ``serving_default``, ``multi_shot``, ``encode`` and ``render``.
 
     ``encode`` turns source photos into W, the person without the pose; ``render`` draws a W (batch 1:
-    one person in every pose of the batch) in target poses.
+    one person in every pose of the batch) in target poses. ``batch_size`` fixes the batch dimension
+    (TFLite plans a fixed-shape graph without the shape arithmetic of a dynamic one; BENCHMARKS.md).
 
     The regression runs stock TensorFlow ops unless the generator's is ``"matmul"`` already:
     TF-Serving and other SavedModel loaders know nothing of the fused kernel.
@@ -90,5 +101,5 @@ def build_export_archive(generator, validate=True, signatures=SIGNATURES):
     }
     for name in signatures:
         function, specs = endpoints[name]
-        archive.add_endpoint(name, tf.function(function), [*specs.values()])
+        archive.add_endpoint(name, tf.function(function), [*with_batch_size(specs, batch_size).values()])
     return archive

@@ -41,7 +41,7 @@ def calibration_requests(samples, count=CALIBRATION_PAIRS):
     return requests
 
 
-def convert_to_tflite(generator, quantize="none", calibration=None):
+def convert_to_tflite(generator, quantize="none", calibration=None, signatures=None, batch_size=None):
     """The .tflite flatbuffer (bytes).
 
     Batch size and M stay dynamic: run through ``Interpreter.get_signature_runner``, which resizes
@@ -49,15 +49,23 @@ def convert_to_tflite(generator, quantize="none", calibration=None):
     answers INVALID_ARGUMENT (no visible joint in a source or the target) the output ``valid`` is 0.
     ``float16`` stores weights as float16; ``dynamic_range`` stores them as int8 and quantises
     activations on the fly; ``int8`` quantises weights and activations with ranges calibrated on
-    ``calibration`` (a list of serving_default requests, ``calibration_requests``).
+    ``calibration`` (a list of serving_default requests, ``calibration_requests``). ``signatures``
+    (default: all four; int8 serving_default only) keeps a subset. ``batch_size`` fixes the batch
+    dimension (every call must then send that many examples; render's coefficients stay one person):
+    without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if quantize == "int8" and not calibration:
         raise ValueError("int8 quantisation needs calibration requests (calibration_requests of real pairs)")
-    signatures = [SINGLE_SHOT] if quantize == "int8" else list(SIGNATURES)
+    if signatures is None:
+        signatures = [SINGLE_SHOT] if quantize == "int8" else list(SIGNATURES)
+    elif quantize == "int8" and list(signatures) != [SINGLE_SHOT]:
+        raise ValueError(f"an int8 model has {SINGLE_SHOT} only (the converter calibrates one signature)")
     # TFLite has no builtin Assert: the in-graph checks stay in the SavedModel only.
-    archive = build_export_archive(with_solver(generator, "matmul"), validate=False, signatures=signatures)
+    if batch_size is not None and int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    archive = build_export_archive(with_solver(generator, "matmul"), validate=False, signatures=signatures, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as directory:
         archive.write_out(directory, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=signatures)
@@ -112,7 +120,7 @@ def _float_scope_tensor_names(flatbuffer):
     return sorted(names)
 
 
-def export_tflite(generator, path, quantize="none", overwrite=False, calibration=None):
+def export_tflite(generator, path, quantize="none", overwrite=False, calibration=None, batch_size=None):
     """Writes the .tflite file (an existing one only with ``overwrite``); returns its path."""
     refuse_to_overwrite(path, overwrite)
-    return files.write_bytes(path, convert_to_tflite(generator, quantize, calibration))
+    return files.write_bytes(path, convert_to_tflite(generator, quantize, calibration, batch_size=batch_size))

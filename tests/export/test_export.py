@@ -244,3 +244,20 @@ def test_full_integer_tflite_is_calibrated_int8_and_stays_close_to_float(serving
     # Eight bits for every activation of a random network: a few levels on average, the picture kept.
     assert np.abs(quantised - reference).mean() < 8 and np.corrcoef(quantised.ravel(), reference.ravel())[0, 1] > 0.95
     assert len(flatbuffer) < 0.5 * len(tflite_models["none"])
+
+
+def test_tflite_with_a_fixed_batch_equals_the_dynamic_model_and_refuses_other_batches(serving_generator, tflite_models, tmp_path):
+    fixed = convert_to_tflite(serving_generator, "none", signatures=["serving_default", "render"], batch_size=3)
+    interpreter = Interpreter(model_content=fixed)
+    assert set(interpreter.get_signature_list()) == {"serving_default", "render"}
+    images, source_keypoints, target_keypoints = random_serving_inputs(3, 1, seed=41)
+    inputs = {"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints}
+    runner = interpreter.get_signature_runner("serving_default")
+    assert [tuple(detail["shape"]) for detail in runner.get_input_details().values()][0][0] == 3
+    np.testing.assert_allclose(runner(**inputs)["image"].astype(int), run_tflite(tflite_models["none"], "serving_default", **inputs).astype(int), atol=1)
+    with pytest.raises(RuntimeError, match="failed to prepare"):  # the interpreter cannot run another batch size
+        runner(**{name: value[:2] for name, value in inputs.items()})
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        convert_to_tflite(serving_generator, "none", batch_size=0)
+    with pytest.raises(SystemExit):
+        export_main(["--model", "unused.keras", "--format", "keras", "--batch-size", "4", "--out", str(tmp_path)])

@@ -1,0 +1,90 @@
+"""Why TFLite float32 is slower than the SavedModel at batch 32: dynamic batch against a fixed one.
+
+    PYTHONPATH=. python benchmarks/bench_tflite_batch.py [--config configs/market_supervised.yaml] [--batch-size 32]
+
+Converts the same fresh model (speed does not depend on the weights) twice, serving_default only:
+with the batch dimension dynamic (the default export) and fixed at --batch-size (`export --batch-size`).
+Prints the ops of each model (XNNPACK's own log on stderr says how many nodes it took), and the
+median time of a batch call for both and for the SavedModel, all in this one run.
+"""
+
+import argparse
+import collections
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from pnr_tf.config import load_config
+from pnr_tf.export import export_saved_model
+from pnr_tf.export.serving_module import SINGLE_SHOT
+from pnr_tf.export.tflite import convert_to_tflite
+from pnr_tf.models.factory import built_generator
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def batch_requests(batch_size, height, width):
+    rng = np.random.default_rng(0)
+    size = np.array([height, width], dtype=np.float32)
+    return {
+        "source_image": rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8),
+        "source_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
+        "target_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
+    }
+
+
+def median_seconds(call, repeats):
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def op_counts(flatbuffer):
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
+    return collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args(argv)
+
+    generator = built_generator(load_config(arguments.config))
+    height, width = generator.contract.image_size
+    inputs = batch_requests(arguments.batch_size, height, width)
+    print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; {arguments.config}, batch {arguments.batch_size}", flush=True)
+
+    workspace = Path(tempfile.mkdtemp())
+    export_saved_model(generator, workspace, "pnr")
+    saved = tf.saved_model.load(str(workspace / "pnr" / "1")).signatures["serving_default"]
+    models = {
+        "dynamic batch": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT]),
+        f"fixed batch {arguments.batch_size}": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT], batch_size=arguments.batch_size),
+    }
+    results = {"saved_model": median_seconds(lambda: saved(**inputs)["image"].numpy(), arguments.repeats)}
+    for name, flatbuffer in models.items():
+        counts = op_counts(flatbuffer)
+        print(f"{name}: {sum(counts.values())} ops: " + ", ".join(f"{op} {count}" for op, count in counts.most_common()), flush=True)
+        runner = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count()).get_signature_runner("serving_default")
+        results[name] = median_seconds(lambda runner=runner: runner(**inputs)["image"], arguments.repeats)
+    for name, seconds in results.items():
+        print(f"{name:20s} {arguments.batch_size / seconds:7.2f} images/s  ({seconds / results['saved_model']:.2f}x the SavedModel's time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
