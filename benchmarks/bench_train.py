@@ -1,11 +1,11 @@
 """Training throughput and the quickstart learning curve, printed.
 
-    python benchmarks/bench_train.py throughput [--batch-sizes 8 32] [--steps 3]
+    python benchmarks/bench_train.py throughput [--batch-sizes 8 32] [--steps 3] [--config configs/market_supervised.yaml]
     python benchmarks/bench_train.py curve --run-dir runs/quickstart [--config configs/quickstart.yaml]
 
-throughput: training images/s of the market_supervised model (base 64, N = 6, k = 32, p = 1, both
-discriminators, perceptual loss on a randomly initialised VGG19 of the same shape) on synthetic
-128 x 64 data, after one traced warm-up step.
+throughput: training images/s of a config's model (default market_supervised: base 64, N = 6, k = 32,
+p = 1, both discriminators, perceptual loss on a randomly initialised VGG19 of the same shape) on
+synthetic data of the config's dataset size, after one traced warm-up step.
 
 curve: the run's validation curve (validation.jsonl: SSIM and L1 every train.validate_every steps,
 with the baselines), then SSIM (PATN's arguments) and L1 on [-1, 1] on the held-out test pairs (the
@@ -36,12 +36,15 @@ from pnr_tf.training.validation import Validator
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def throughput(batch_sizes, steps):
+def throughput(config_path, batch_sizes, steps):
+    dataset = load_config(config_path).data.dataset
     root = Path(tempfile.mkdtemp()) / "synthetic"
-    write_synthetic_dataset(root, num_identities=20, images_per_identity=6)
-    print(f"machine: {os.cpu_count()} cores; model: configs/market_supervised.yaml (random VGG19)")
+    write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=dataset)
+    print(f"machine: {os.cpu_count()} cores; model: {config_path} (random VGG19), synthetic {dataset}-size data")
     for batch_size in batch_sizes:
-        config = load_config(REPOSITORY / "configs" / "market_supervised.yaml", [f"data.root={root}", "data.annotation_file=annotations.csv", "data.pairs_file=pairs.csv", "data.image_dir=images", f"train.batch_size={batch_size}"])
+        config = load_config(config_path, [f"data.root={root}", "data.annotation_file=annotations.csv", "data.pairs_file=pairs.csv",
+                                           "data.image_dir=images", "data.validation_identities=0", "data.test_identities=0",
+                                           f"train.batch_size={batch_size}"])  # fmt: skip
         trainer = Trainer(config, tempfile.mkdtemp(), random_vgg=True)
         iterator = iter(trainer.dataset(load_samples(config), 0))
         start = time.perf_counter()
@@ -87,12 +90,14 @@ def main():
     speed = commands.add_parser("throughput")
     speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     speed.add_argument("--steps", type=int, default=3)
+    speed.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"),
+                       help="e.g. configs/deepfashion_supervised.yaml for 256 x 176")  # fmt: skip
     learning = commands.add_parser("curve")
     learning.add_argument("--run-dir", default="runs/quickstart")
     learning.add_argument("--config", default=str(REPOSITORY / "configs" / "quickstart.yaml"))
     arguments = parser.parse_args()
     if arguments.command == "throughput":
-        throughput(arguments.batch_sizes, arguments.steps)
+        throughput(arguments.config, arguments.batch_sizes, arguments.steps)
     else:
         curve(arguments.run_dir, arguments.config)
     return 0
