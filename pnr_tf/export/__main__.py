@@ -6,6 +6,8 @@
         -> models/pnr_float16.tflite
     python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --calibration data/market/pairs.csv --out models
         -> models/pnr_int8.tflite (serving_default; activations calibrated on 100 real pairs)
+    python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --int8-signature render --out models
+        -> models/pnr_int8_render.tflite (render only: W from a float model's encode, each pose drawn in int8)
     python -m pnr_tf.export --model runs/quickstart --format tflite --batch-size 32 --out models
         -> models/pnr.tflite taking batches of exactly 32 (no dynamic-shape arithmetic in the interpreter)
     python -m pnr_tf.export --model runs/quickstart --format keras --out models   -> models/pnr.keras
@@ -58,6 +60,9 @@ def main(argv=None):
     parser.add_argument("--calibration", default=None,
                         help="with --quantize int8: a pair file of real pairs for the activation ranges (default: the built-in "
                              "synthetic people's pairs-test.csv, written if absent); its images sit beside it in images/")  # fmt: skip
+    parser.add_argument("--int8-signature", choices=("serving_default", "render"), default="serving_default",
+                        help="with --quantize int8: the one signature of the int8 model (render: W from a float model's "
+                             "encode, poses drawn in int8; written as <name>_int8_render.tflite)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None,
                         help="with --format tflite: fix the batch dimension (every call then sends that many examples; "
                              "faster at large batches, BENCHMARKS.md); default dynamic")  # fmt: skip
@@ -66,6 +71,8 @@ def main(argv=None):
         parser.error("--batch-size applies to --format tflite only (a SavedModel's batch stays dynamic)")
     if arguments.batch_size is not None and arguments.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    if arguments.int8_signature != "serving_default" and arguments.quantize != "int8":
+        parser.error("--int8-signature applies to --quantize int8 only")
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
     if arguments.format != "saved_model" and arguments.version is not None:
@@ -74,6 +81,7 @@ def main(argv=None):
     from pnr_tf.export import export_keras
     from pnr_tf.export import export_saved_model
     from pnr_tf.export import export_tflite
+    from pnr_tf.export.tflite import render_calibration_requests
     from pnr_tf.models.loading import load_generator
 
     try:
@@ -82,9 +90,13 @@ def main(argv=None):
             path = export_saved_model(generator, arguments.out, arguments.model_name, arguments.version, arguments.overwrite)
         elif arguments.format == "tflite":
             suffix = "" if arguments.quantize == "none" else f"_{arguments.quantize}"
-            calibration = calibration_set(arguments.calibration, generator) if arguments.quantize == "int8" else None
+            calibration, signatures = None, None
+            if arguments.quantize == "int8":
+                calibration, signatures = calibration_set(arguments.calibration, generator), [arguments.int8_signature]
+                if arguments.int8_signature == "render":
+                    calibration, suffix = render_calibration_requests(generator, calibration), "_int8_render"
             path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize,
-                                 arguments.overwrite, calibration, arguments.batch_size)  # fmt: skip
+                                 arguments.overwrite, calibration, arguments.batch_size, signatures)  # fmt: skip
         else:
             path = export_keras(generator, os.path.join(arguments.out, f"{arguments.model_name}.keras"), arguments.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:

@@ -1,9 +1,9 @@
 """TFLite with builtin ops only: the regression switched to its matmul solver.
 
-Float models (none, float16, dynamic_range) keep the SavedModel's four signatures. The full-integer
-model (int8: weights and activations, calibrated on real pairs; the regression and ops without an
-int8 kernel stay float)
-has serving_default only: the converter calibrates one signature at a time.
+Float models (none, float16, dynamic_range) keep the SavedModel's four signatures. A full-integer
+model (int8: weights and activations, calibrated on real pairs; the regression, heatmaps and pixel
+conversions stay float) has one signature, serving_default or render, since the converter
+calibrates one signature at a time: encode a person once with a float model, render poses in int8.
 """
 
 import tempfile
@@ -14,6 +14,7 @@ import tensorflow as tf
 from pnr_tf import files
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.export.keras_file import refuse_to_overwrite
+from pnr_tf.export.serving_module import RENDER
 from pnr_tf.export.serving_module import SIGNATURES
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
@@ -41,6 +42,23 @@ def calibration_requests(samples, count=CALIBRATION_PAIRS):
     return requests
 
 
+def render_calibration_requests(generator, requests):
+    """render inputs for serving_default requests: each source encoded (float) into the coefficients W."""
+    from pnr_tf.inference import PoseTransfer
+
+    encode = tf.function(PoseTransfer(generator, validate=False).encode_function)
+    return [
+        {
+            "coefficients": encode(request["source_image"][:, None], request["source_keypoints"][:, None])["coefficients"].numpy(),
+            "target_keypoints": request["target_keypoints"],
+        }
+        for request in requests
+    ]
+
+
+INT8_SIGNATURES = (SINGLE_SHOT, RENDER)
+
+
 def convert_to_tflite(generator, quantize="none", calibration=None, signatures=None, batch_size=None):
     """The .tflite flatbuffer (bytes).
 
@@ -49,8 +67,9 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     answers INVALID_ARGUMENT (no visible joint in a source or the target) the output ``valid`` is 0.
     ``float16`` stores weights as float16; ``dynamic_range`` stores them as int8 and quantises
     activations on the fly; ``int8`` quantises weights and activations with ranges calibrated on
-    ``calibration`` (a list of serving_default requests, ``calibration_requests``). ``signatures``
-    (default: all four; int8 serving_default only) keeps a subset. ``batch_size`` fixes the batch
+    ``calibration`` (a list of serving_default requests, ``calibration_requests``; for an int8
+    ``render`` model, ``render_calibration_requests``). ``signatures`` (default: all four; int8
+    serving_default, or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
     without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32.
     """
@@ -60,8 +79,8 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
         raise ValueError("int8 quantisation needs calibration requests (calibration_requests of real pairs)")
     if signatures is None:
         signatures = [SINGLE_SHOT] if quantize == "int8" else list(SIGNATURES)
-    elif quantize == "int8" and list(signatures) != [SINGLE_SHOT]:
-        raise ValueError(f"an int8 model has {SINGLE_SHOT} only (the converter calibrates one signature)")
+    elif quantize == "int8" and (len(signatures) != 1 or signatures[0] not in INT8_SIGNATURES):
+        raise ValueError(f"an int8 model has one signature of {INT8_SIGNATURES} (the converter calibrates one signature)")
     # TFLite has no builtin Assert: the in-graph checks stay in the SavedModel only.
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -120,7 +139,7 @@ def _float_scope_tensor_names(flatbuffer):
     return sorted(names)
 
 
-def export_tflite(generator, path, quantize="none", overwrite=False, calibration=None, batch_size=None):
+def export_tflite(generator, path, quantize="none", overwrite=False, calibration=None, batch_size=None, signatures=None):
     """Writes the .tflite file (an existing one only with ``overwrite``); returns its path."""
     refuse_to_overwrite(path, overwrite)
-    return files.write_bytes(path, convert_to_tflite(generator, quantize, calibration, batch_size=batch_size))
+    return files.write_bytes(path, convert_to_tflite(generator, quantize, calibration, signatures, batch_size))

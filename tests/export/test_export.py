@@ -266,3 +266,33 @@ def test_tflite_with_a_fixed_batch_equals_the_dynamic_model_and_refuses_other_ba
         convert_to_tflite(serving_generator, "none", batch_size=0)
     with pytest.raises(SystemExit):
         export_main(["--model", "unused.keras", "--format", "keras", "--batch-size", "4", "--out", str(tmp_path)])
+
+
+def test_int8_render_model_draws_a_float_encoded_person_close_to_the_float_render(serving_generator, tflite_models):
+    from pnr_tf.export.tflite import render_calibration_requests
+
+    requests = []
+    for seed in range(24):
+        images, source_keypoints, target_keypoints = random_serving_inputs(1, 1, seed=200 + seed)
+        requests.append({"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints})
+    calibration = render_calibration_requests(serving_generator, requests)
+    assert set(calibration[0]) == {"coefficients", "target_keypoints"} and calibration[0]["coefficients"].shape == (1, 4, 16)
+    flatbuffer = convert_to_tflite(serving_generator, "int8", calibration, signatures=["render"])
+    interpreter = Interpreter(model_content=flatbuffer)
+    assert list(interpreter.get_signature_list()) == ["render"]
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    convolutions = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "TRANSPOSE_CONV")]
+    assert convolutions and all(any(tensors[index]["dtype"] == np.int8 for index in op["inputs"] if index >= 0) for op in convolutions)
+    images, source_keypoints, target_keypoints = random_serving_inputs(4, 1, seed=9)
+    person = Interpreter(model_content=tflite_models["none"]).get_signature_runner("encode")(
+        source_images=images[:1], source_keypoints=source_keypoints[:1])["coefficients"]  # fmt: skip
+    quantised = interpreter.get_signature_runner("render")(coefficients=person, target_keypoints=target_keypoints)["image"].astype(np.float64)
+    reference = run_tflite(tflite_models["none"], "render", coefficients=person, target_keypoints=target_keypoints).astype(np.float64)
+    assert quantised.shape == (4, 16, 8, 3)
+    # The same bound as the int8 serving_default model's: a few levels on average, the picture kept.
+    assert np.abs(quantised - reference).mean() < 8 and np.corrcoef(quantised.ravel(), reference.ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError, match="one signature"):
+        convert_to_tflite(serving_generator, "int8", calibration, signatures=["encode"])
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--model", "unused.keras", "--format", "tflite", "--int8-signature", "render", "--out", "unused"])
+    assert exit_info.value.code == 2
