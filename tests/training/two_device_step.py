@@ -1,4 +1,4 @@
-"""Run as a script by test_distributed.py: two training steps on one CPU device and on two logical CPU
+"""Run as a script by test_two_replicas.py: two training steps on one CPU device and on two logical CPU
 devices (the split must be configured before TensorFlow starts), with the shipped optimizer (Adam,
 default epsilon). Saves, per setting: the losses, the all-reduced gradients each step applies
 (`Trainer.gradients`), and Adam's moment slots after the step that used them."""
