@@ -10,10 +10,8 @@ the median of 5 runs of each. Ends with `render16_int8_images_per_s: X` per conf
 """
 
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
@@ -29,18 +27,9 @@ from pnr_tf.models.factory import built_generator
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+from bench_inference import median_seconds  # noqa: E402
 from bench_inference import requests  # noqa: E402
 from bench_inference import synthetic_pairs  # noqa: E402
-
-
-def median_seconds(call, repeats=5):
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -57,20 +46,20 @@ def main(argv=None):
         poses = requests(16, height, width, seed=2)["target_keypoints"]
         person = {"source_images": single["source_image"][:, None], "source_keypoints": single["source_keypoints"][:, None]}
         coefficients = saved["encode"](**person)["coefficients"].numpy()
-        encode_seconds = median_seconds(lambda: saved["encode"](**person)["coefficients"].numpy())
+        encode_seconds = median_seconds(lambda _: saved["encode"](**person)["coefficients"].numpy(), None, 5)
         float_runner = Interpreter(model_content=convert_to_tflite(generator, "none", signatures=["render"]),
                                    num_threads=os.cpu_count()).get_signature_runner("render")  # fmt: skip
         calibration = render_calibration_requests(generator, calibration_requests(synthetic_pairs(generator), 32))
         int8_runner = Interpreter(model_content=convert_to_tflite(generator, "int8", calibration, signatures=["render"]),
                                   num_threads=os.cpu_count()).get_signature_runner("render")  # fmt: skip
         renders = {
-            "SavedModel render": lambda: saved["render"](coefficients=coefficients, target_keypoints=poses)["image"].numpy(),
-            "TFLite float32 render": lambda: float_runner(coefficients=coefficients, target_keypoints=poses)["image"],
-            "TFLite int8 render": lambda: int8_runner(coefficients=coefficients, target_keypoints=poses)["image"],
+            "SavedModel render": lambda _: saved["render"](coefficients=coefficients, target_keypoints=poses)["image"].numpy(),
+            "TFLite float32 render": lambda _: float_runner(coefficients=coefficients, target_keypoints=poses)["image"],
+            "TFLite int8 render": lambda _: int8_runner(coefficients=coefficients, target_keypoints=poses)["image"],
         }
         print(f"\n{config}: {generator.count_params():,} parameters; encode (SavedModel) {encode_seconds * 1e3:.0f} ms", flush=True)
         for name, call in renders.items():
-            seconds = median_seconds(call)
+            seconds = median_seconds(call, None, 5)
             images_per_second = 16 / (encode_seconds + seconds)
             print(f"  {name:22s} {seconds / 16 * 1e3:6.1f} ms a pose; 16 poses with the encoding: {images_per_second:5.1f} images/s", flush=True)
         summary[Path(config).stem] = images_per_second  # the last: int8

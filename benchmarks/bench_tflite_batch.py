@@ -11,14 +11,11 @@ median time of a batch call for both and for the SavedModel, all in this one run
 import argparse
 import collections
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
-import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
@@ -29,26 +26,9 @@ from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.models.factory import built_generator
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def batch_requests(batch_size, height, width):
-    rng = np.random.default_rng(0)
-    size = np.array([height, width], dtype=np.float32)
-    return {
-        "source_image": rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8),
-        "source_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
-        "target_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
-    }
-
-
-def median_seconds(call, repeats):
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+from bench_inference import median_seconds  # noqa: E402
+from bench_inference import requests  # noqa: E402
 
 
 def op_counts(flatbuffer):
@@ -65,7 +45,7 @@ def main(argv=None):
 
     generator = built_generator(load_config(arguments.config))
     height, width = generator.contract.image_size
-    inputs = batch_requests(arguments.batch_size, height, width)
+    inputs = requests(arguments.batch_size, height, width)
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; {arguments.config}, batch {arguments.batch_size}", flush=True)
 
     workspace = Path(tempfile.mkdtemp())
@@ -75,12 +55,12 @@ def main(argv=None):
         "dynamic batch": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT]),
         f"fixed batch {arguments.batch_size}": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT], batch_size=arguments.batch_size),
     }
-    results = {"saved_model": median_seconds(lambda: saved(**inputs)["image"].numpy(), arguments.repeats)}
+    results = {"saved_model": median_seconds(lambda _: saved(**inputs)["image"].numpy(), None, arguments.repeats)}
     for name, flatbuffer in models.items():
         counts = op_counts(flatbuffer)
         print(f"{name}: {sum(counts.values())} ops: " + ", ".join(f"{op} {count}" for op, count in counts.most_common()), flush=True)
         runner = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count()).get_signature_runner("serving_default")
-        results[name] = median_seconds(lambda runner=runner: runner(**inputs)["image"], arguments.repeats)
+        results[name] = median_seconds(lambda _, runner=runner: runner(**inputs)["image"], None, arguments.repeats)
     for name, seconds in results.items():
         print(f"{name:20s} {arguments.batch_size / seconds:7.2f} images/s  ({seconds / results['saved_model']:.2f}x the SavedModel's time)")
     return 0
