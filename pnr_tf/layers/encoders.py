@@ -7,6 +7,10 @@ from pnr_tf.layers.blocks import ConvolutionBlock
 from pnr_tf.layers.blocks import ResidualBlock
 from pnr_tf.layers.blocks import build_sublayer
 
+# The name scope of the pose encoder's last layer, which makes the rows P the solves use. Kept float
+# in int8 TFLite: P rounded to 256 levels moves W through the solve's conditioning (BENCHMARKS.md).
+PROJECTION_SCOPE = "pose_projection"
+
 
 @keras.saving.register_keras_serializable(package="pnr_tf")
 class AppearanceEncoder(keras.layers.Layer):
@@ -106,7 +110,9 @@ class PoseEncoder(AppearanceEncoder):
         build_sublayer(self.projection, (None, None, self.base_filters * 4))
 
     def call(self, inputs, training=None):
-        return self.projection(super().call(inputs, training=training))
+        features = super().call(inputs, training=training)
+        with keras.name_scope(PROJECTION_SCOPE):
+            return self.projection(features)
 
     def compute_output_shape(self, input_shape):
         batch, rows, _ = super().compute_output_shape(input_shape)
