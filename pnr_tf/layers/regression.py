@@ -8,6 +8,7 @@ from pnr_tf.ops.packed_cholesky import packed_cholesky_solve
 from pnr_tf.ops.solvers import resolve_solver
 from pnr_tf.ops.symmetric_solve import add_packed_ridge
 from pnr_tf.ops.symmetric_solve import add_relative_ridge
+from pnr_tf.ops.symmetric_solve import packed_solve_systems_last
 from pnr_tf.ops.symmetric_solve import packed_weighted_grams
 from pnr_tf.ops.symmetric_solve import row_outer_products
 from pnr_tf.ops.symmetric_solve import symmetric_solve
@@ -151,6 +152,9 @@ class PNormRegression(keras.layers.Layer):
             weighted_appearance = weights * appearance
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
+        if self.resolved_solver == "matmul":  # builtin ops for TFLite, systems on the last axis throughout
+            packed = add_packed_ridge(packed, size, self.ridge, ABSOLUTE_RIDGE_FLOOR)
+            return packed_solve_systems_last(packed, tf.matmul(pose, weighted_appearance, transpose_a=True), size)  # (batch, k, d)
         rhs = tf.matmul(weighted_appearance, pose, transpose_a=True)  # (batch, d, k)
         if self.resolved_solver == "fused":  # ridge and solve in one kernel, straight from the packing
             solution = packed_cholesky_solve(load_library(), packed, rhs, self.ridge, ABSOLUTE_RIDGE_FLOOR, differentiable)  # (batch, d, k)

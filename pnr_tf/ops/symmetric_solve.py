@@ -7,7 +7,9 @@ Two ideas keep the p-norm regression fast on a CPU and exportable to TFLite:
   row's outer product ``p_i p_i^T``. Symmetry halves the work and no (b, d, n, k) tensor exists.
 * The solve has one custom gradient, shared by two factorisations: ``"cholesky"`` (LAPACK-style
   ``tf.linalg.cholesky``) and ``"matmul"`` (an unrolled Cholesky over the static size ``k`` made of
-  slicing, matmul and elementwise ops only, which TFLite converts with builtin ops).
+  slicing, matmul and elementwise ops only, which TFLite converts with builtin ops). The IRLS
+  solves of the matmul solver skip both layouts' transposes: ``packed_solve_systems_last`` keeps
+  the d systems on the last axis, as the Gram GEMM writes them.
 
 Failure policy, the same for both factorisations and the fused kernel: a system whose matrix is not
 positive definite, or that holds a NaN or an infinity, solves to NaN in every entry of its solution
@@ -89,22 +91,25 @@ def add_relative_ridge(matrix, ridge, absolute_floor):
 
 
 def _unrolled_cholesky(matrix):
-    """Lower Cholesky factor by k right-looking rank-1 updates; slicing, matmul and elementwise only."""
+    """Lower Cholesky factor by k right-looking rank-1 updates; slicing, padding and elementwise only.
+
+    Each update touches only the trailing block (k^3 / 3 multiply-adds in all, not k^3) and forms
+    the outer product by broadcasting, not as a matmul of inner size 1.
+    """
     size = matrix.shape[-1]
     if size is None:
         raise ValueError("The matmul solver needs a static matrix size k.")
+    outer_padding = [[0, 0]] * (matrix.shape.rank - 2)
     columns = []
-    remaining = matrix
+    remaining = matrix  # the trailing (size - index) x (size - index) block
     for index in range(size):
-        column = remaining[..., :, index : index + 1]
-        pivot = column[..., index : index + 1, :]
+        pivot = remaining[..., :1, :1]
         # Not positive definite: NaN (tf.where is a TFLite builtin), which spreads to every later column.
         pivot = tf.where(pivot > 0, pivot, tf.constant(np.nan, matrix.dtype))
-        # Rows above the pivot are zero in exact arithmetic; the mask makes them exactly zero.
-        below = tf.constant((np.arange(size) >= index).astype(np.float32).reshape(size, 1), matrix.dtype)
-        column = column * tf.math.rsqrt(pivot) * below
-        columns.append(column)
-        remaining = remaining - tf.matmul(column, column, transpose_b=True)
+        column = remaining[..., :, :1] * tf.math.rsqrt(pivot)
+        columns.append(tf.pad(column, outer_padding + [[index, 0], [0, 0]]))  # rows above the pivot: exactly zero
+        below = column[..., 1:, :]
+        remaining = remaining[..., 1:, 1:] - below * tf.linalg.matrix_transpose(below)
     return tf.concat(columns, axis=-1)
 
 
@@ -188,3 +193,42 @@ def symmetric_solve(matrix, rhs, factorization="cholesky"):
         return solution, gradient
 
     return solve(matrix, rhs)
+
+
+def packed_solve_systems_last(packed, rhs, size):
+    """x_j = G_j^{-1} rhs_j for every column j, from builtin ops: packed (b, q, d), rhs (b, k, d) -> x (b, k, d).
+
+    The matmul solver's path for the IRLS solves. Systems stay on the last axis, as the packed Gram
+    GEMM makes them, so every step of the unrolled Cholesky and both substitutions works on contiguous
+    runs of d values (in TFLite, where this runs, its (b, d, k, k) layout cost twice as much). The
+    failure policy is the module's: NaN for a column that is not positive definite or not finite.
+    """
+    matrix = tf.gather(packed, packed_position_map(size), axis=1)  # (b, k*k, d)
+    matrix = tf.reshape(matrix, tf.concat([tf.shape(matrix)[:1], [size, size], tf.shape(matrix)[2:]], axis=0))
+    columns, finite = [], _all_finite(rhs, axis=1)
+    remaining = matrix  # the trailing (size - index) x (size - index) block of every system
+    for index in range(size):
+        pivot = remaining[:, :1, :1, :]
+        # Not positive definite: NaN (tf.where is a TFLite builtin), which spreads to every later column.
+        pivot = tf.where(pivot > 0, pivot, tf.constant(np.nan, matrix.dtype))
+        column = (remaining[:, :, :1, :] * tf.math.rsqrt(pivot))[:, :, 0, :]  # (b, size - index, d): column index of L
+        columns.append(column)
+        finite = finite & _all_finite(column, axis=1)
+        below = column[:, 1:, :]
+        remaining = remaining[:, 1:, 1:, :] - tf.expand_dims(below, 2) * tf.expand_dims(below, 1)
+    # Forward: L z = rhs, one column of L at a time.
+    residual, forward = rhs, []
+    for column in columns:
+        value = residual[:, :1, :] / column[:, :1, :]
+        forward.append(value)
+        residual = residual[:, 1:, :] - column[:, 1:, :] * value
+    # Backward: L^T x = z; row index of L^T is column index of L.
+    solution = []
+    for index in reversed(range(size)):
+        column = columns[index]
+        value = forward[index]
+        if solution:
+            value = value - tf.reduce_sum(column[:, 1:, :] * tf.concat(solution, axis=1), axis=1, keepdims=True)
+        solution.insert(0, value / column[:, :1, :])
+    solution = tf.concat(solution, axis=1)
+    return tf.where(finite, solution, tf.constant(np.nan, solution.dtype))
