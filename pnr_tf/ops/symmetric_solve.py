@@ -205,7 +205,10 @@ def packed_solve_systems_last(packed, rhs, size):
     """
     matrix = tf.gather(packed, packed_position_map(size), axis=1)  # (b, k*k, d)
     matrix = tf.reshape(matrix, tf.concat([tf.shape(matrix)[:1], [size, size], tf.shape(matrix)[2:]], axis=0))
-    columns, finite = [], _all_finite(rhs, axis=1)
+    # NaN or inf anywhere in a system: its column of the solution is NaN. Not positive definite: NaN
+    # pivots, which spread to every later column and, through the back substitution, to all of x.
+    finite = _all_finite(packed, axis=1) & _all_finite(rhs, axis=1)
+    columns = []
     remaining = matrix  # the trailing (size - index) x (size - index) block of every system
     for index in range(size):
         pivot = remaining[:, :1, :1, :]
@@ -213,7 +216,6 @@ def packed_solve_systems_last(packed, rhs, size):
         pivot = tf.where(pivot > 0, pivot, tf.constant(np.nan, matrix.dtype))
         column = (remaining[:, :, :1, :] * tf.math.rsqrt(pivot))[:, :, 0, :]  # (b, size - index, d): column index of L
         columns.append(column)
-        finite = finite & _all_finite(column, axis=1)
         below = column[:, 1:, :]
         remaining = remaining[:, 1:, 1:, :] - tf.expand_dims(below, 2) * tf.expand_dims(below, 1)
     # Forward: L z = rhs, one column of L at a time.
