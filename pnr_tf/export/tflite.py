@@ -113,7 +113,7 @@ def _quantize_all_but_float_scopes(converter, calibration):
     layer in float (a k-wide Dense per row, cheap) raised the int8-vs-float SSIM from 0.70 to 0.79. The heatmaps square pixel
     distances whose range dwarfs a Gaussian's width: in eight bits the peaks flatten (on a test
     network, mean error 40 levels with them in int8). Rounding to pixels twice (int8, then uint8)
-    adds its own error. All three are cheap next to the convolutions. The quantisation debugger calibrates once and quantises with a node deny list,
+    adds its own error. All four are cheap next to the convolutions. The quantisation debugger calibrates once and quantises with a node deny list,
     the converter's documented way to keep chosen ops in float.
     """
     debug_options = tf.lite.experimental.QuantizationDebugOptions
