@@ -154,7 +154,8 @@ def int8_quality(model_path):
         test = pair_samples(test_file, data.path(data.annotation_file), data.path(data.image_dir), generator.contract.image_size)
         calibration = pair_samples(train_file, data.path(data.annotation_file), data.path(data.image_dir), generator.contract.image_size)
         where = f"{model_path}, {len(test)} held-out pairs (people never trained on)"
-    float_runner = tflite_runner(convert_to_tflite(generator, "none"))
+    float_model = convert_to_tflite(generator, "none")  # all four signatures: the render comparison below reuses it
+    float_runner = tflite_runner(float_model)
     int8_runner = tflite_runner(convert_to_tflite(generator, "int8", calibration_requests(calibration)))
     outputs, targets = {"float32": [], "int8": []}, []
     for batch in decoded_batches(test, 16):
@@ -168,17 +169,16 @@ def int8_quality(model_path):
     to_targets = {name: float(np.mean(pair_scores(targets, images)["ssim"])) for name, images in (("float32", float_images), ("int8", int8_images))}
     print(f"\nint8 quality ({where}): SSIM int8 vs float32 {agreement:.3f}; SSIM to the targets: float32 {to_targets['float32']:.3f}, "
           f"int8 {to_targets['int8']:.3f}", flush=True)  # fmt: skip
-    render_agreement = int8_render_agreement(generator, test, calibration)
+    render_agreement = int8_render_agreement(generator, float_model, test, calibration)
     print(f"int8 render model (each source encoded in float, its target pose drawn in int8): SSIM to the float32 render {render_agreement:.3f}", flush=True)
     return agreement, render_agreement
 
 
-def int8_render_agreement(generator, test, calibration):
+def int8_render_agreement(generator, float_model, test, calibration):
     """SSIM of the int8 render model's images to the float32 render's, for each held-out pair's source and target pose."""
     from pnr_tf.data.pipeline import decoded_batches
     from pnr_tf.export.tflite import render_calibration_requests
 
-    float_model = convert_to_tflite(generator, "none", signatures=["encode", "render"])
     encode, float_render = tflite_runner(float_model, "encode"), tflite_runner(float_model, "render")
     int8_render = tflite_runner(convert_to_tflite(generator, "int8", render_calibration_requests(generator, calibration_requests(calibration)), signatures=["render"]), "render")
     float_images, int8_images = [], []
