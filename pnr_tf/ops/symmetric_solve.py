@@ -90,6 +90,24 @@ def add_relative_ridge(matrix, ridge, absolute_floor):
     return matrix + tf.expand_dims(tf.expand_dims(strength, -1), -1) * eye
 
 
+def _assemble(parts, axis):
+    """tf.concat of size-1 slices along ``axis``, written as a sum of one-hot products.
+
+    TFLite's int8 converter requantises the inputs of a CONCATENATION even where the op is kept
+    float, which rounded the solves' intermediate and final values to eight bits. A sum keeps each
+    column's NaN in that column, as the failure policy needs.
+    """
+    total = None
+    for index, part in enumerate(parts):
+        shape = [1] * part.shape.rank
+        shape[axis] = len(parts)
+        one_hot = np.zeros(len(parts), np.float32)
+        one_hot[index] = 1.0
+        term = part * tf.constant(one_hot.reshape(shape), part.dtype)
+        total = term if total is None else total + term
+    return total
+
+
 def _unrolled_cholesky(matrix):
     """Lower Cholesky factor by k right-looking rank-1 updates; slicing, padding and elementwise only.
 
@@ -110,7 +128,7 @@ def _unrolled_cholesky(matrix):
         columns.append(tf.pad(column, outer_padding + [[index, 0], [0, 0]]))  # rows above the pivot: exactly zero
         below = column[..., 1:, :]
         remaining = remaining[..., 1:, 1:] - below * tf.linalg.matrix_transpose(below)
-    return tf.concat(columns, axis=-1)
+    return _assemble(columns, axis=-1)
 
 
 def _unrolled_cholesky_solve(factor, rhs):
@@ -124,7 +142,7 @@ def _unrolled_cholesky_solve(factor, rhs):
         value = residual[..., index : index + 1, :] / column[..., index : index + 1, :]
         solution_rows.append(value)
         residual = residual - column * value
-    forward = tf.concat(solution_rows, axis=-2)
+    forward = _assemble(solution_rows, axis=-2)
     # Backward: L^T x = z; column j of L^T is row j of L.
     residual = forward
     solution_rows = [None] * size
@@ -133,7 +151,7 @@ def _unrolled_cholesky_solve(factor, rhs):
         value = residual[..., index : index + 1, :] / row[..., :, index : index + 1]
         solution_rows[index] = value
         residual = residual - tf.linalg.matrix_transpose(row) * value
-    return tf.concat(solution_rows, axis=-2)
+    return _assemble(solution_rows, axis=-2)
 
 
 def cholesky_factor(matrix, factorization):
@@ -225,13 +243,16 @@ def packed_solve_systems_last(packed, rhs, size):
         value = residual[:, :1, :] / column[:, :1, :]
         forward.append(value)
         residual = residual[:, 1:, :] - column[:, 1:, :] * value
-    # Backward: L^T x = z; row index of L^T is column index of L.
-    solution = []
+    # Backward: L^T x = z; row index of L^T is column index of L. Right-looking, like the forward
+    # pass, so no step concatenates the solved values (see _assemble).
+    residual, solution = _assemble(forward, axis=1), [None] * size
     for index in reversed(range(size)):
         column = columns[index]
-        value = forward[index]
-        if solution:
-            value = value - tf.reduce_sum(column[:, 1:, :] * tf.concat(solution, axis=1), axis=1, keepdims=True)
-        solution.insert(0, value / column[:, :1, :])
-    solution = tf.concat(solution, axis=1)
+        value = residual[:, index : index + 1, :] / column[:, :1, :]
+        solution[index] = value
+        if index:
+            # Rows above index: subtract L[index, j] x_index, where L[index, j] is row index - j of column j.
+            entries = _assemble([columns[j][:, index - j : index - j + 1, :] for j in range(index)], axis=1)
+            residual = residual[:, :index, :] - entries * value
+    solution = _assemble(solution, axis=1)
     return tf.where(finite, solution, tf.constant(np.nan, solution.dtype))
