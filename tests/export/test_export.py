@@ -13,6 +13,7 @@ from pnr_tf.export.__main__ import main as export_main
 from pnr_tf.export.saved_model import existing_versions
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.layers.encoders import PROJECTION_SCOPE
+from pnr_tf.layers.regression import REGRESSION_SCOPE
 from tests.helpers import level_difference
 from tests.helpers import random_serving_inputs
 from tests.helpers import reference_generate
@@ -246,6 +247,8 @@ def test_full_integer_tflite_is_calibrated_int8_and_stays_close_to_float(serving
     # The pose rows P stay float (rounded to 256 levels they move W through the solves), in both encoders.
     projections = [op for op in details if op["op_name"] == "FULLY_CONNECTED" and PROJECTION_SCOPE in tensors[op["outputs"][0]]["name"]]
     assert len(projections) == 2
+    # No value of the regression passes through eight bits, not even a requantised concat input.
+    assert not [tensor["name"] for tensor in tensors.values() if REGRESSION_SCOPE in tensor["name"] and tensor["dtype"] == np.int8]
     assert all(tensors[index]["dtype"] == np.float32 for op in projections for index in [*op["inputs"], *op["outputs"]] if index >= 0)
     images, source_keypoints, target_keypoints = random_serving_inputs(4, 1, seed=7)
     inputs = {"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints}
