@@ -3,8 +3,10 @@
 import keras
 import tensorflow as tf
 
+from pnr_tf.ops.packed_cholesky import irls_weights
 from pnr_tf.ops.packed_cholesky import load_library
 from pnr_tf.ops.packed_cholesky import packed_cholesky_solve
+from pnr_tf.ops.packed_cholesky import row_outer_products as fused_row_outer_products
 from pnr_tf.ops.solvers import resolve_solver
 from pnr_tf.ops.symmetric_solve import add_packed_ridge
 from pnr_tf.ops.symmetric_solve import add_relative_ridge
@@ -106,7 +108,7 @@ class PNormRegression(keras.layers.Layer):
         if self.p == 2:
             return coefficients
 
-        outer = row_outer_products(pose)
+        outer = fused_row_outer_products(load_library(), pose) if self.resolved_solver == "fused" else row_outer_products(pose)
         # Earlier IRLS iterations carry no gradient: run them on stopped inputs so the loop
         # records nothing for the backward pass.
         stopped = [tf.stop_gradient(tensor) for tensor in (appearance, pose, outer, row_weights)]
@@ -147,6 +149,8 @@ class PNormRegression(keras.layers.Layer):
         prediction = tf.matmul(pose, coefficients)
         if self.resolved_solver == "fused" and not differentiable:  # one pass over memory, no gradient
             weights, weighted_appearance = load_library().pnr_irls_weights(appearance, prediction, row_weights, delta=self.delta)
+        elif self.resolved_solver == "fused":  # the same pass, and one for its gradient
+            weights, weighted_appearance = irls_weights(load_library(), appearance, prediction, row_weights, self.delta)
         else:
             weights = row_weights / tf.maximum(tf.abs(appearance - prediction), self.delta)  # (batch, n, d)
             weighted_appearance = weights * appearance

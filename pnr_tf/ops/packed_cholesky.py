@@ -30,10 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
-
-from pnr_tf.ops.symmetric_solve import upper_triangle_indices
 
 SOURCE = Path(__file__).with_name("kernels") / "packed_cholesky.cc"
 CACHE_VARIABLE = "PNR_TF_KERNEL_CACHE"
@@ -264,29 +261,52 @@ def packed_cholesky_solve(library, packed, rhs, ridge=0.0, floor=0.0, differenti
     """
     if not differentiable:
         return library.pnr_packed_cholesky_solve(packed, rhs, ridge=float(ridge), floor=float(floor), with_factor=False)[0]
-    size = rhs.shape[-1]
-    rows, columns = upper_triangle_indices(size)
-    diagonal = (rows == columns).astype(np.float32).reshape(-1, 1)
-    # d packed(u, v) = dM(u, v) + dM(v, u); the diagonal is counted once.
-    symmetry = tf.constant(1.0 - 0.5 * diagonal)
 
     @tf.custom_gradient
     def solve(packed, rhs):
         solution, factor = library.pnr_packed_cholesky_solve(packed, rhs, ridge=float(ridge), floor=float(floor))
 
         def gradient(upstream):
-            rhs_gradient = library.pnr_packed_cholesky_solve_with_factor(factor, upstream)
-            # Rows-last (b, k, d) makes both gathers copies of contiguous rows.
-            rhs_by_row = tf.transpose(rhs_gradient, [0, 2, 1])
-            solution_by_row = tf.transpose(solution, [0, 2, 1])
-            cross = tf.gather(rhs_by_row, rows, axis=1) * tf.gather(solution_by_row, columns, axis=1)
-            cross += tf.gather(rhs_by_row, columns, axis=1) * tf.gather(solution_by_row, rows, axis=1)
-            packed_gradient = -symmetry * cross
-            if ridge:
-                trace = tf.reduce_sum(packed_gradient * diagonal, axis=1, keepdims=True)  # (b, 1, d)
-                packed_gradient += (ridge / size) * trace * diagonal
-            return packed_gradient, rhs_gradient
+            return library.pnr_packed_cholesky_solve_grad(factor, solution, upstream, ridge=float(ridge))
 
         return solution, gradient
 
     return solve(packed, rhs)
+
+
+def irls_weights(library, appearance, prediction, row_weights, delta):
+    """IRLS weights and weighted appearance by the kernel, with its gradient (also to row_weights).
+
+    weights = row_weights / max(|appearance - prediction|, delta), weighted = weights * appearance;
+    appearance and prediction (b, n, d), row_weights (b, n, 1). A NaN residual stays NaN.
+    """
+
+    @tf.custom_gradient
+    def weigh(appearance, prediction, row_weights):
+        outputs = library.pnr_irls_weights(appearance, prediction, row_weights, delta=float(delta))
+
+        def gradient(weights_gradient, weighted_gradient):
+            return library.pnr_irls_weights_grad(
+                appearance, prediction, row_weights, weights_gradient, weighted_gradient, delta=float(delta)
+            )
+
+        return tuple(outputs), gradient
+
+    return weigh(appearance, prediction, row_weights)
+
+
+def row_outer_products(library, pose):
+    """``symmetric_solve.row_outer_products`` by the kernel: (b, n, k) -> (b, k(k+1)/2, n), with its gradient.
+
+    The stock form is two gathers forward and two UnsortedSegmentSums backward; the kernel makes
+    one pass over the table each way.
+    """
+
+    @tf.custom_gradient
+    def outer(pose):
+        def gradient(upstream):
+            return library.pnr_row_outer_products_grad(pose, upstream)
+
+        return library.pnr_row_outer_products(pose), gradient
+
+    return outer(pose)

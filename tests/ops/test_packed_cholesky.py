@@ -58,7 +58,8 @@ def test_solution_and_factor_match_float64(library, size, columns, ridge, floor)
     rows, cols = upper_triangle_indices(size)
     expected_factor = np.transpose(np.linalg.cholesky(systems), (0, 1, 3, 2))[..., rows, cols]
     np.testing.assert_allclose(factor.numpy(), np.transpose(expected_factor, (0, 2, 1)), rtol=1e-4, atol=1e-5)
-    again = library.pnr_packed_cholesky_solve_with_factor(factor, rhs)
+    # The gradient op's solve reads the stored factor: with upstream = rhs it gives the solution again.
+    _, again = library.pnr_packed_cholesky_solve_grad(factor, solution, rhs, ridge=ridge)
     np.testing.assert_array_equal(again.numpy(), solution.numpy())
 
 
@@ -110,6 +111,66 @@ def test_irls_weights_match_numpy_and_keep_nan(library):
     np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(weighted.numpy(), expected * appearance, rtol=1e-6)
     assert np.isnan(weights.numpy()[1, 5, 2]) and np.isfinite(np.delete(weights.numpy().reshape(-1), 1 * 30 * 7 + 5 * 7 + 2)).all()
+
+
+def test_irls_weights_gradient_matches_float64_autodiff(library):
+    rng = np.random.default_rng(12)
+    appearance = rng.normal(size=(2, 40, 9)).astype(np.float32)
+    prediction = appearance + rng.normal(scale=0.5, size=appearance.shape).astype(np.float32)
+    prediction[0, 0, :4] = appearance[0, 0, :4] + 1e-3  # inside the floor delta: no gradient through the residual
+    row_weights = rng.uniform(size=(2, 40, 1)).astype(np.float32)
+    row_weights[1, :5] = 0.0  # dropped rows still have a gradient to their weight
+    weights_upstream, weighted_upstream = rng.normal(size=(2,) + appearance.shape)
+    variables = [tf.Variable(value) for value in (appearance, prediction, row_weights)]
+    with tf.GradientTape() as tape:
+        weights, weighted = packed_cholesky.irls_weights(library, *variables, 1e-2)
+        loss = tf.reduce_sum(weights * weights_upstream) + tf.reduce_sum(weighted * weighted_upstream)
+    actual = tape.gradient(loss, variables)
+    variables64 = [tf.Variable(value.astype(np.float64)) for value in (appearance, prediction, row_weights)]
+    with tf.GradientTape() as tape:
+        appearance64, prediction64, row_weights64 = variables64
+        weights64 = row_weights64 / tf.maximum(tf.abs(appearance64 - prediction64), 1e-2)
+        loss = tf.reduce_sum(weights64 * weights_upstream) + tf.reduce_sum(weights64 * appearance64 * weighted_upstream)
+    expected = tape.gradient(loss, variables64)
+    for got, want in zip(actual, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5 * np.abs(want.numpy()).max())
+    assert np.all(actual[1].numpy()[0, 0, :4] == 0.0)
+
+
+# n = 300 ends in a partial chunk of rows (the kernel works on 128 at a time); k = 1 has no off-diagonal.
+@pytest.mark.parametrize("rows, size", [(300, 7), (5, 1), (128, 32)])
+def test_row_outer_products_and_gradient_match_float64(library, rows, size):
+    rng = np.random.default_rng(rows + size)
+    pose = rng.normal(size=(3, rows, size)).astype(np.float32)
+    upstream = rng.normal(size=(3, size * (size + 1) // 2, rows)).astype(np.float32)
+    pose_variable = tf.Variable(pose)
+    with tf.GradientTape() as tape:
+        outer = packed_cholesky.row_outer_products(library, pose_variable)
+        loss = tf.reduce_sum(outer * upstream)
+    gradient = tape.gradient(loss, pose_variable)
+    # float64 by hand: entry (u, v) of row i is p_iu p_iv; its gradient d p_iw = sum_v G_i[w, v] p_iv,
+    # G_i the symmetric matrix of the upstream entries with the diagonal counted twice.
+    pose64 = pose.astype(np.float64)
+    rows_index, columns_index = upper_triangle_indices(size)
+    expected = np.transpose(pose64[:, :, rows_index] * pose64[:, :, columns_index], (0, 2, 1))
+    np.testing.assert_allclose(outer.numpy(), expected, rtol=1e-6, atol=1e-6)
+    symmetric = np.zeros((3, rows, size, size))
+    symmetric[:, :, rows_index, columns_index] += np.transpose(upstream, (0, 2, 1))
+    symmetric[:, :, columns_index, rows_index] += np.transpose(upstream, (0, 2, 1))
+    expected_gradient = np.einsum("bnwv,bnv->bnw", symmetric, pose64)
+    np.testing.assert_allclose(gradient.numpy(), expected_gradient, rtol=1e-5, atol=1e-5 * np.abs(expected_gradient).max())
+
+
+def test_solve_gradient_is_nan_for_a_system_that_is_not_positive_definite(library):
+    rng = np.random.default_rng(11)
+    _, packed, rhs = random_packed_systems(rng, 1, 5, 20)
+    packed[0, 0, 3] = -1.0  # column 3's first pivot is negative
+    packed_variable, rhs_variable = tf.Variable(packed), tf.Variable(rhs)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(packed_cholesky.packed_cholesky_solve(library, packed_variable, rhs_variable, 1e-3, 1e-6))
+    packed_gradient, rhs_gradient = (gradient.numpy() for gradient in tape.gradient(loss, [packed_variable, rhs_variable]))
+    assert np.isnan(packed_gradient[0, :, 3]).all() and np.isnan(rhs_gradient[0, 3]).all()
+    assert np.isfinite(np.delete(packed_gradient, 3, axis=2)).all() and np.isfinite(np.delete(rhs_gradient, 3, axis=1)).all()
 
 
 def test_mismatched_shapes_fail_with_invalid_argument(library):
