@@ -139,21 +139,3 @@ def train_step(models, optimizers, batch, weights, phases, global_batch_size, un
     _apply(optimizers.generator, generator_tape, scaled, models.generator.trainable_variables)
     metrics.update(generator_metrics)
     return metrics
-
-
-def gradients(models, batch, weights, phases, global_batch_size, unsupervised=False):
-    """The gradients one train_step would apply (the generator's through the current discriminators), unapplied.
-
-    For inspection and tests: under a strategy, reduce them with ``strategy.reduce("SUM", ...)``.
-    """
-    inputs, target_image = step_inputs(batch, unsupervised)
-    with tf.GradientTape(persistent=True) as tape:
-        generated = models.generator(inputs, training=True)
-        generator_total, _ = generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size)
-        discriminator_total, _, discriminator_variables = discriminator_losses(
-            models, inputs, target_image, tf.stop_gradient(generated), phases, global_batch_size
-        )
-    result = {"generator": tape.gradient(generator_total, models.generator.trainable_variables)}
-    if discriminator_variables:
-        result["discriminator"] = tape.gradient(discriminator_total, discriminator_variables)
-    return result

@@ -269,7 +269,6 @@ class Trainer:
         self.saved_step = self.step if self.restored_from else None
         self.decoded_paths = set()
         self._step_functions = {}
-        self._gradient_functions = {}
         self._stop_signal = None
         self._update_average = tf.function(self._update_average_eagerly)
 
@@ -387,25 +386,6 @@ class Trainer:
                 average.assign(decay * average + (1.0 - decay) * variable)
             else:
                 average.assign(variable)
-
-    def gradients(self, batch):
-        """{"generator": [...], "discriminator": [...]}: the all-reduced gradients of this step's losses, unapplied."""
-        batch = self._without_paths(batch)
-        step = self.step
-        phases = self.phases(step)
-        if phases not in self._gradient_functions:
-            global_batch_size = self.config.train.batch_size
-
-            @tf.function
-            def distributed_gradients(batch, weights):
-                per_replica = self.strategy.run(
-                    lambda batch, weights: gan_step.gradients(self.models, batch, weights, phases, global_batch_size, self.unsupervised),
-                    args=(batch, weights),
-                )
-                return tf.nest.map_structure(lambda value: self.strategy.reduce("SUM", value, axis=None), per_replica)
-
-            self._gradient_functions[phases] = distributed_gradients
-        return self._gradient_functions[phases](batch, self._weights_tensors(step))
 
     # Validation and files ----------------------------------------------------------------------
 

@@ -19,8 +19,19 @@ def test_two_replicas_apply_the_same_update_as_one_device(synthetic_root, tmp_pa
     arrays = np.load(tmp_path / "result.npz")
     assert (int(arrays["one_num_replicas"]), int(arrays["two_num_replicas"])) == (1, 2)
     names = sorted(name[len("one_"):] for name in arrays.files if name.startswith("one_") and "num_replicas" not in name)
-    gradients = [name for name in names if name.startswith("gradient")]
-    assert any(name.startswith("gradient0") for name in gradients) and any(name.startswith("gradient1") for name in gradients)
+    beta_1, beta_2 = arrays["one_beta"]
+    # After an optimizer's first update Adam's moments are m = (1 - beta_1) g and v = (1 - beta_2) g^2:
+    # the applied (all-reduced) gradient g, with its scale and sign everywhere (unlike the update itself,
+    # about lr * sign(g)).
+    momenta = [name for name in names if name.startswith("momentum")]
+    assert any(name.startswith("momentum0") for name in momenta) and any(name.startswith("momentum1") for name in momenta)
+    applied = {f"{setting}_{name}": arrays[f"{setting}_{name}"].astype(np.float64) / (1 - beta_1) for setting in ("one", "two") for name in momenta}
+    for key, gradient in applied.items():
+        # v holds the square of the same g: the slots come from one update of one gradient.
+        velocity = arrays[key.replace("momentum", "velocity")]
+        scale = np.abs(gradient).max()
+        assert scale > 0, key
+        np.testing.assert_allclose(velocity, (1 - beta_2) * gradient**2, rtol=1e-3, atol=1e-5 * (1 - beta_2) * scale**2, err_msg=key)
     # Step 0: the same inputs and weights. Loss values agree to rounding and catch a wrong reduction (a raw
     # mean would double them on two replicas). The all-reduced gradients of two half batches equal one
     # device's to 1e-2 of their largest entry, not to rounding: synchronized batch norm sums its moments in
@@ -33,21 +44,7 @@ def test_two_replicas_apply_the_same_update_as_one_device(synthetic_root, tmp_pa
     for name in (name for name in names if name.startswith("metric")):
         tolerance = 1e-5 if name.startswith("metric0") else 5e-3
         np.testing.assert_allclose(arrays[f"two_{name}"], arrays[f"one_{name}"], rtol=tolerance, err_msg=name)
-    for name in gradients:
-        one, two = arrays[f"one_{name}"], arrays[f"two_{name}"]
-        tolerance = 1e-2 if name.startswith("gradient0") else 0.1
+    for name in momenta:
+        one, two = applied[f"one_{name}"], applied[f"two_{name}"]
+        tolerance = 1e-2 if name.startswith("momentum0") else 0.1
         np.testing.assert_allclose(two, one, rtol=0, atol=tolerance * np.abs(one).max(), err_msg=name)
-    # The shipped optimizer (default epsilon) received exactly those all-reduced gradients: after its first
-    # update Adam's moments are m = (1 - beta_1) g and v = (1 - beta_2) g^2, which, unlike the update itself
-    # (about lr * sign(g)), show the gradient's scale and sign everywhere.
-    beta_1, beta_2 = arrays["one_beta"]
-    for setting in ("one", "two"):
-        for step in (0, 1):
-            count = len([name for name in gradients if name.startswith(f"gradient{step}_")])
-            for index in range(count):
-                gradient = arrays[f"{setting}_gradient{step}_{index}"].astype(np.float64)
-                scale = np.abs(gradient).max()
-                np.testing.assert_allclose(arrays[f"{setting}_momentum{step}_{index}"], (1 - beta_1) * gradient,
-                                           rtol=1e-4, atol=1e-5 * (1 - beta_1) * scale, err_msg=f"{setting} momentum {step} {index}")  # fmt: skip
-                np.testing.assert_allclose(arrays[f"{setting}_velocity{step}_{index}"], (1 - beta_2) * gradient**2,
-                                           rtol=1e-3, atol=1e-5 * (1 - beta_2) * scale**2, err_msg=f"{setting} velocity {step} {index}")  # fmt: skip
