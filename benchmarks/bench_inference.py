@@ -169,25 +169,33 @@ def int8_quality(model_path):
     to_targets = {name: float(np.mean(pair_scores(targets, images)["ssim"])) for name, images in (("float32", float_images), ("int8", int8_images))}
     print(f"\nint8 quality ({where}): SSIM int8 vs float32 {agreement:.3f}; SSIM to the targets: float32 {to_targets['float32']:.3f}, "
           f"int8 {to_targets['int8']:.3f}", flush=True)  # fmt: skip
-    render_agreement = int8_render_agreement(generator, float_model, test, calibration)
-    print(f"int8 render model (each source encoded in float, its target pose drawn in int8): SSIM to the float32 render {render_agreement:.3f}", flush=True)
-    return agreement, render_agreement
+    render_agreement, encode_render_agreement = int8_render_agreement(generator, float_model, test, calibration)
+    print(f"int8 render model (each source encoded in float, its target pose drawn in int8): SSIM to the float32 render {render_agreement:.3f}; "
+          f"after the int8 encode model (appearance encoder int8): {encode_render_agreement:.3f}", flush=True)  # fmt: skip
+    return agreement, render_agreement, encode_render_agreement
 
 
 def int8_render_agreement(generator, float_model, test, calibration):
-    """SSIM of the int8 render model's images to the float32 render's, for each held-out pair's source and target pose."""
+    """SSIM to the float32 render's images, for each held-out pair's source and target pose, of the int8
+    render model after the float32 encode, and after the int8 encode model (appearance encoder int8)."""
     from pnr_tf.data.pipeline import decoded_batches
+    from pnr_tf.export.tflite import encode_calibration_requests
     from pnr_tf.export.tflite import render_calibration_requests
 
+    requests_for_calibration = calibration_requests(calibration)
     encode, float_render = tflite_runner(float_model, "encode"), tflite_runner(float_model, "render")
-    int8_render = tflite_runner(convert_to_tflite(generator, "int8", render_calibration_requests(generator, calibration_requests(calibration)), signatures=["render"]), "render")
-    float_images, int8_images = [], []
+    int8_render = tflite_runner(convert_to_tflite(generator, "int8", render_calibration_requests(generator, requests_for_calibration), signatures=["render"]), "render")
+    int8_encode = tflite_runner(convert_to_tflite(generator, "int8", encode_calibration_requests(requests_for_calibration), signatures=["encode"]), "encode")
+    images = {"float32": [], "int8 render": [], "int8 encode + render": []}
     for batch in decoded_batches(test, 1):
-        person = encode(source_images=batch["source_images"], source_keypoints=batch["source_keypoints"].astype(np.float32))["coefficients"]
+        source = {"source_images": batch["source_images"], "source_keypoints": batch["source_keypoints"].astype(np.float32)}
+        person, int8_person = encode(**source)["coefficients"], int8_encode(**source)["coefficients"]
         pose = batch["target_keypoints"].astype(np.float32)
-        float_images.append(float_render(coefficients=person, target_keypoints=pose)["image"])
-        int8_images.append(int8_render(coefficients=person, target_keypoints=pose)["image"])
-    return float(np.mean(pair_scores(np.concatenate(float_images), np.concatenate(int8_images))["ssim"]))
+        images["float32"].append(float_render(coefficients=person, target_keypoints=pose)["image"])
+        images["int8 render"].append(int8_render(coefficients=person, target_keypoints=pose)["image"])
+        images["int8 encode + render"].append(int8_render(coefficients=int8_person, target_keypoints=pose)["image"])
+    reference = np.concatenate(images["float32"])
+    return tuple(float(np.mean(pair_scores(reference, np.concatenate(images[name]))["ssim"])) for name in ("int8 render", "int8 encode + render"))
 
 
 def main(argv=None):
@@ -202,7 +210,7 @@ def main(argv=None):
     paper = time_model(built_generator(load_config(arguments.config)), f"{arguments.config} (fresh weights)", arguments, True)
     fast = time_model(built_generator(load_config(arguments.fast_config)), f"{arguments.fast_config} (fresh weights)", arguments, False)
     quality_model = arguments.quality_model or (str(REPOSITORY / "runs" / "market_cpu") if (REPOSITORY / "runs" / "market_cpu" / "generator.keras").is_file() else None)
-    agreement, render_agreement = int8_quality(quality_model)
+    agreement, render_agreement, encode_render_agreement = int8_quality(quality_model)
     paths = paper["paths"]
     print(f"saved_model_b32_images_per_s: {paths['saved_model'][1]:.2f}")
     print(f"render16_images_per_s: {paper['render16']:.2f}")
@@ -212,6 +220,7 @@ def main(argv=None):
     print(f"tflite_int8_b1_ms: {paths['tflite int8'][0] * 1e3:.1f}")
     print(f"int8_vs_float_ssim: {agreement:.3f}")
     print(f"int8_render_vs_float_ssim: {render_agreement:.3f}")
+    print(f"int8_encode_and_render_vs_float_ssim: {encode_render_agreement:.3f}")
     return 0
 
 

@@ -7,7 +7,9 @@
     python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --calibration data/market/pairs.csv --out models
         -> models/pnr_int8.tflite (serving_default; activations calibrated on 100 real pairs)
     python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --int8-signature render --out models
-        -> models/pnr_int8_render.tflite (render only: W from a float model's encode, each pose drawn in int8)
+        -> models/pnr_int8_render.tflite (render only: W from an encode model, each pose drawn in int8)
+    python -m pnr_tf.export --model runs/quickstart --format tflite --quantize int8 --int8-signature encode --out models
+        -> models/pnr_int8_encode.tflite (encode only: the appearance encoder in int8, the pose path and solves float)
     python -m pnr_tf.export --model runs/quickstart --format tflite --batch-size 32 --out models
         -> models/pnr.tflite taking batches of exactly 32 (no dynamic-shape arithmetic in the interpreter)
     python -m pnr_tf.export --model runs/quickstart --format keras --out models   -> models/pnr.keras
@@ -35,7 +37,12 @@ def calibration_set(pairs_file, generator):
         from pnr_tf.data.datasets import guess_convention
         from pnr_tf.data.synthetic import write_synthetic_dataset
 
-        dataset = guess_convention([], generator.contract.image_size).name
+        convention = guess_convention([], generator.contract.image_size)
+        if tuple(generator.contract.image_size) != tuple(convention.image_size):
+            height, width = generator.contract.image_size
+            raise ValueError(f"the built-in synthetic people come at Market's 128x64 or DeepFashion's 256x176, and this model "
+                             f"takes {height}x{width} images: pass --calibration with pairs of its size")  # fmt: skip
+        dataset = convention.name
         root = os.path.join(tempfile.mkdtemp(prefix="pnr_calibration_"), "synthetic")
         write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=dataset)
         pairs_file = os.path.join(root, "pairs-test.csv")
@@ -60,9 +67,10 @@ def main(argv=None):
     parser.add_argument("--calibration", default=None,
                         help="with --quantize int8: a pair file of real pairs for the activation ranges (default: the built-in "
                              "synthetic people's pairs-test.csv, written if absent); its images sit beside it in images/")  # fmt: skip
-    parser.add_argument("--int8-signature", choices=("serving_default", "render"), default="serving_default",
-                        help="with --quantize int8: the one signature of the int8 model (render: W from a float model's "
-                             "encode, poses drawn in int8; written as <name>_int8_render.tflite)")  # fmt: skip
+    parser.add_argument("--int8-signature", choices=("serving_default", "encode", "render"), default="serving_default",
+                        help="with --quantize int8: the one signature of the int8 model (render: W from an encode model, "
+                             "poses drawn in int8, written as <name>_int8_render.tflite; encode: the person's W with the "
+                             "appearance encoder in int8, the rest float, written as <name>_int8_encode.tflite)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None,
                         help="with --format tflite: fix the batch dimension (every call then sends that many examples; "
                              "faster at large batches, BENCHMARKS.md); default dynamic")  # fmt: skip
@@ -81,6 +89,7 @@ def main(argv=None):
     from pnr_tf.export import export_keras
     from pnr_tf.export import export_saved_model
     from pnr_tf.export import export_tflite
+    from pnr_tf.export.tflite import encode_calibration_requests
     from pnr_tf.export.tflite import render_calibration_requests
     from pnr_tf.models.loading import load_generator
 
@@ -95,6 +104,8 @@ def main(argv=None):
                 calibration, signatures = calibration_set(arguments.calibration, generator), [arguments.int8_signature]
                 if arguments.int8_signature == "render":
                     calibration, suffix = render_calibration_requests(generator, calibration), "_int8_render"
+                elif arguments.int8_signature == "encode":
+                    calibration, suffix = encode_calibration_requests(calibration), "_int8_encode"
             path = export_tflite(generator, os.path.join(arguments.out, f"{arguments.model_name}{suffix}.tflite"), arguments.quantize,
                                  arguments.overwrite, calibration, arguments.batch_size, signatures)  # fmt: skip
         else:

@@ -2,8 +2,9 @@
 
 Float models (none, float16, dynamic_range) keep the SavedModel's four signatures. A full-integer
 model (int8: weights and activations, calibrated on real pairs; the regression, the pose rows P,
-heatmaps and pixel conversions stay float) has one signature, serving_default or render, since the converter
-calibrates one signature at a time: encode a person once with a float model, render poses in int8.
+heatmaps and pixel conversions stay float) has one signature, serving_default, encode or render,
+since the converter calibrates one signature at a time. For a pose sequence: encode a person once
+(float, or the int8 encode model, where only the appearance encoder is int8), render poses in int8.
 """
 
 import tempfile
@@ -14,6 +15,7 @@ import tensorflow as tf
 from pnr_tf import files
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.export.keras_file import refuse_to_overwrite
+from pnr_tf.export.serving_module import ENCODE
 from pnr_tf.export.serving_module import RENDER
 from pnr_tf.export.serving_module import SIGNATURES
 from pnr_tf.export.serving_module import SINGLE_SHOT
@@ -57,7 +59,15 @@ def render_calibration_requests(generator, requests):
     ]
 
 
-INT8_SIGNATURES = (SINGLE_SHOT, RENDER)
+def encode_calibration_requests(requests):
+    """encode inputs (one source each) for serving_default requests."""
+    return [
+        {"source_images": request["source_image"][:, None], "source_keypoints": request["source_keypoints"][:, None]}
+        for request in requests
+    ]
+
+
+INT8_SIGNATURES = (SINGLE_SHOT, ENCODE, RENDER)
 
 
 def convert_to_tflite(generator, quantize="none", calibration=None, signatures=None, batch_size=None):
@@ -69,8 +79,10 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     ``float16`` stores weights as float16; ``dynamic_range`` stores them as int8 and quantises
     activations on the fly; ``int8`` quantises weights and activations with ranges calibrated on
     ``calibration`` (a list of serving_default requests, ``calibration_requests``; for an int8
-    ``render`` model, ``render_calibration_requests``). ``signatures`` (default: all four; int8
-    serving_default, or render alone) keeps a subset. ``batch_size`` fixes the batch
+    ``encode`` or ``render`` model, ``encode_calibration_requests`` or ``render_calibration_requests``).
+    An int8 ``encode`` model keeps the pose encoder in float too: only the appearance encoder is
+    int8, whose rounding the regression averages out (BENCHMARKS.md). ``signatures`` (default: all
+    four; int8: serving_default, encode or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
     without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32.
     """
@@ -97,14 +109,15 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
         if quantize == "int8":
             converter.representative_dataset = lambda: iter(calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-            return _quantize_all_but_float_scopes(converter, calibration)
+            float_scopes = FLOAT_SCOPES + ((generator.pose_encoder.name,) if signatures[0] == ENCODE else ())
+            return _quantize_all_but_float_scopes(converter, calibration, float_scopes)
         return converter.convert()
 
 
 FLOAT_SCOPES = (REGRESSION_SCOPE, PROJECTION_SCOPE, HEATMAP_SCOPE, PIXEL_SCOPE)
 
 
-def _quantize_all_but_float_scopes(converter, calibration):
+def _quantize_all_but_float_scopes(converter, calibration, float_scopes=FLOAT_SCOPES):
     """int8 everywhere except the regression, the pose rows P, the pose heatmaps and the pixel conversions.
 
     The solves divide by pivots and subtract nearly equal numbers: in eight bits a pivot rounds to
@@ -120,12 +133,12 @@ def _quantize_all_but_float_scopes(converter, calibration):
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=lambda: iter(calibration[:1]), debug_options=debug_options()
     )
-    debugger.options = debug_options(denylisted_nodes=_float_scope_tensor_names(debugger.calibrated_model))
+    debugger.options = debug_options(denylisted_nodes=_float_scope_tensor_names(debugger.calibrated_model, float_scopes))
     return debugger.get_nondebug_quantized_model()
 
 
-def _float_scope_tensor_names(flatbuffer):
-    """Output names of every op, in every subgraph, made inside one of FLOAT_SCOPES."""
+def _float_scope_tensor_names(flatbuffer, float_scopes):
+    """Output names of every op, in every subgraph, made inside one of ``float_scopes``."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
@@ -134,9 +147,9 @@ def _float_scope_tensor_names(flatbuffer):
         for operator in subgraph.operators:
             for index in operator.outputs:
                 name = subgraph.tensors[index].name.decode()
-                if any(scope in name for scope in FLOAT_SCOPES):
+                if any(scope in name for scope in float_scopes):
                     names.add(name)
-    for scope in FLOAT_SCOPES:  # a renamed scope would silently quantise what must stay float
+    for scope in float_scopes:  # a renamed scope would silently quantise what must stay float
         if not any(scope in name for name in names):
             raise RuntimeError(f"found no op in the name scope {scope} to keep in float")
     return sorted(names)

@@ -300,7 +300,55 @@ def test_int8_render_model_draws_a_float_encoded_person_close_to_the_float_rende
     # The same bound as the int8 serving_default model's: a few levels on average, the picture kept.
     assert np.abs(quantised - reference).mean() < 8 and np.corrcoef(quantised.ravel(), reference.ravel())[0, 1] > 0.95
     with pytest.raises(ValueError, match="one signature"):
-        convert_to_tflite(serving_generator, "int8", calibration, signatures=["encode"])
+        convert_to_tflite(serving_generator, "int8", calibration, signatures=["encode", "render"])
+    with pytest.raises(ValueError, match="one signature"):
+        convert_to_tflite(serving_generator, "int8", calibration, signatures=["multi_shot"])
     with pytest.raises(SystemExit) as exit_info:
         export_main(["--model", "unused.keras", "--format", "tflite", "--int8-signature", "render", "--out", "unused"])
     assert exit_info.value.code == 2
+
+
+def test_int8_encode_model_quantises_the_appearance_encoder_only_and_encodes_close_to_float(serving_generator, tflite_models):
+    from pnr_tf.export.tflite import encode_calibration_requests
+
+    requests = []
+    for seed in range(24):
+        images, source_keypoints, target_keypoints = random_serving_inputs(1, 1, seed=300 + seed)
+        requests.append({"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints})
+    calibration = encode_calibration_requests(requests)
+    assert set(calibration[0]) == {"source_images", "source_keypoints"} and calibration[0]["source_images"].shape == (1, 1, 16, 8, 3)
+    interpreter = Interpreter(model_content=convert_to_tflite(serving_generator, "int8", calibration, signatures=["encode"]))
+    assert list(interpreter.get_signature_list()) == ["encode"]
+    tensors = {tensor["index"]: tensor for tensor in interpreter.get_tensor_details()}
+    weighted = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
+    kinds = {(tensors[op["outputs"][0]]["name"].split("/")[0].rsplit("_", 1)[0], tensors[op["inputs"][1]]["dtype"]) for op in weighted}
+    assert kinds == {("appearance_encoder", np.int8), ("pose_encoder", np.float32)}, kinds
+    images, source_keypoints, target_keypoints = random_serving_inputs(4, 1, seed=19)
+    float_model = Interpreter(model_content=tflite_models["none"])
+    person = {"source_images": images[:1], "source_keypoints": source_keypoints[:1]}
+    int8_person = interpreter.get_signature_runner("encode")(**person)["coefficients"]
+    float_person = float_model.get_signature_runner("encode")(**person)["coefficients"]
+    assert int8_person.dtype == np.float32 and int8_person.shape == float_person.shape == (1, 4, 16)
+    # What matters is the picture each W draws (the float render): a few levels on average, as for the other int8 models.
+    render = float_model.get_signature_runner("render")
+    quantised = render(coefficients=int8_person, target_keypoints=target_keypoints)["image"].astype(np.float64)
+    reference = render(coefficients=float_person, target_keypoints=target_keypoints)["image"].astype(np.float64)
+    assert np.abs(quantised - reference).mean() < 8 and np.corrcoef(quantised.ravel(), reference.ravel())[0, 1] > 0.95
+
+
+def test_export_command_writes_the_int8_encode_and_render_models(serving_generator, synthetic_root, tmp_path, capsys):
+    from pnr_tf.models.factory import built_generator
+    from tests.helpers import tiny_training_config
+
+    run_dir = tmp_path / "run"
+    export_keras(built_generator(tiny_training_config(synthetic_root)), run_dir / "generator.keras")  # Market's 128 x 64
+    out = tmp_path / "models"
+    for signature in ("encode", "render"):
+        assert export_main(["--model", str(run_dir), "--format", "tflite", "--quantize", "int8", "--int8-signature", signature,
+                            "--calibration", str(synthetic_root / "pairs-test.csv"), "--out", str(out)]) == 0  # fmt: skip
+        assert list(Interpreter(model_path=str(out / f"pnr_int8_{signature}.tflite")).get_signature_list()) == [signature]
+    # Without --calibration the built-in synthetic people calibrate, which exist at the datasets' sizes only.
+    export_keras(serving_generator, tmp_path / "small" / "generator.keras")
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--model", str(tmp_path / "small"), "--format", "tflite", "--quantize", "int8", "--out", str(out)])
+    assert exit_info.value.code == 2 and "takes 16x8 images: pass --calibration" in capsys.readouterr().err

@@ -214,16 +214,6 @@ def test_regression_with_the_fused_kernel_equals_the_stock_kernels(library, p):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * np.abs(want.numpy()).max())
 
 
-def test_build_compiles_into_an_empty_cache_and_reuses_it(library, tmp_path):
-    path = packed_cholesky.build_library(tmp_path)
-    assert path == packed_cholesky.library_path(tmp_path) and path.stat().st_size > 0
-    assert not list(tmp_path.glob("*.partial"))
-    record = json.loads(packed_cholesky.build_record_path(path).read_text())
-    assert record["flag_set"] in [flag_set.name for flag_set in packed_cholesky.flag_sets()]
-    modified = path.stat().st_mtime_ns
-    assert packed_cholesky.build_library(tmp_path) == path and path.stat().st_mtime_ns == modified
-
-
 def wrapped_compiler(tmp_path, body):
     """A compiler script: logs every full compile (-shared) to compiles.log, runs `body`, else the real c++."""
     real = shutil.which(packed_cholesky.compiler()[0])
@@ -330,7 +320,7 @@ def test_compiler_errors_are_reported(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob("*.partial"))
 
 
-def test_build_kernels_command_says_what_it_built(library, tmp_path):
+def test_build_kernels_command_builds_into_an_empty_cache_and_says_what_it_built(library, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pnr_tf.ops.build_kernels", "--cache-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(REPOSITORY)),
@@ -340,3 +330,9 @@ def test_build_kernels_command_says_what_it_built(library, tmp_path):
     assert f"library: {packed_cholesky.library_path(tmp_path)}" in result.stdout
     assert f"flag set: {record['flag_set']} ({' '.join(record['flags'])})" in result.stdout
     assert result.stderr == ""  # TensorFlow's start-up lines are filtered too
+    # It compiled into the empty cache, atomically, and a later build finds the library instead of compiling.
+    path = packed_cholesky.library_path(tmp_path)
+    assert path.stat().st_size > 0 and not list(tmp_path.glob("*.partial"))
+    assert record["flag_set"] in [flag_set.name for flag_set in packed_cholesky.flag_sets()]
+    modified = path.stat().st_mtime_ns
+    assert packed_cholesky.build_library(tmp_path) == path and path.stat().st_mtime_ns == modified
