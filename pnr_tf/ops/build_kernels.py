@@ -31,7 +31,7 @@ def main(argv=None):
         packed_cholesky.load_library(arguments.cache_dir, arguments.timeout)
     except packed_cholesky.KernelUnavailableError as error:
         print(f"error: {error}", file=sys.stderr)
-        print("the regression will use TensorFlow's own kernels (same results, p=1 about 1.7x slower)", file=sys.stderr)
+        print("the regression will use TensorFlow's own kernels (same results, p=1 about 2-3x slower)", file=sys.stderr)
         return 1
     record = packed_cholesky.build_record(arguments.cache_dir) or {}
     print(f"library: {path}")

@@ -46,7 +46,7 @@ def resolve_solver(requested):
             _warned.add(str(error))
             warnings.warn(
                 f"pnr_tf: the fused regression kernel is unavailable, so solver='auto' uses TensorFlow's "
-                f"Cholesky (same results, p=1 about 1.7x slower): {error}",
+                f"Cholesky (same results, p=1 about 2-3x slower): {error}",
                 RuntimeWarning,
                 stacklevel=3,
             )
