@@ -4,9 +4,9 @@ For ``p = 1`` most of an IRLS step's time went to unpacking the Gram table to (b
 to one Eigen factorisation per matrix. The C++ kernel solves all b * d systems straight from the
 packed (b, q, d) table, 16 columns side by side in SIMD lanes; the IRLS weights, the rows' outer
 products and the gradients of all three are one pass each where stock ops needed several. The layer
-runs about 2-3x faster forward and backward on a CPU (BENCHMARKS.md). TensorFlow ships no such kernel, and a pip wheel cannot carry one
-for every TensorFlow build, so the source is compiled with this machine's C++ compiler once, into a
-cache directory, then loaded with ``tf.load_op_library``.
+runs about 2-3x faster forward and backward on a CPU (BENCHMARKS.md). TensorFlow ships no such
+kernel, and a pip wheel cannot carry one for every TensorFlow build, so the source is compiled with
+this machine's C++ compiler once, into a cache directory, then loaded with ``tf.load_op_library``.
 
 Building is an explicit step: ``python -m pnr_tf.ops.build_kernels``, or the first time a layer with
 ``solver="auto"`` or ``"fused"`` is constructed (``pnr_tf.ops.solvers.resolve_solver``), never while
