@@ -8,6 +8,32 @@ import pnr_tf.tensorflow_logging  # noqa: E402, F401  (TF_CPP_MIN_LOG_LEVEL befo
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# The files that take longest (multi-process training, tracing), first: pytest-xdist hands files to
+# its workers in queue order, and by default queues them by test count, which put these one- to
+# five-test files last and left one worker running them for minutes after the other was done.
+SLOWEST_FILES_FIRST = (
+    "tests/training/test_distributed.py",
+    "tests/training/test_two_replicas.py",
+    "tests/training/test_trainer_runs.py",
+    "tests/test_filesystems.py",
+    "tests/export/test_export.py",
+    "tests/training/test_trainer.py",
+    "tests/ops/test_packed_cholesky.py",
+)
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the collection order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        path = item.nodeid.split("::", 1)[0]
+        return SLOWEST_FILES_FIRST.index(path) if path in SLOWEST_FILES_FIRST else len(SLOWEST_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
+
 
 @pytest.fixture
 def shared_data():
