@@ -80,8 +80,9 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     activations on the fly; ``int8`` quantises weights and activations with ranges calibrated on
     ``calibration`` (a list of serving_default requests, ``calibration_requests``; for an int8
     ``encode`` or ``render`` model, ``encode_calibration_requests`` or ``render_calibration_requests``).
-    An int8 ``encode`` model keeps the pose encoder in float too: only the appearance encoder is
-    int8, whose rounding the regression averages out (BENCHMARKS.md). ``signatures`` (default: all
+    An int8 ``encode`` model keeps the pose encoder in float too (P feeds the solves): only the
+    appearance encoder is int8, which is faster but not free (on a trained batch-norm model the
+    int8 render after it agrees with float at SSIM 0.93, after a float encode 0.96; BENCHMARKS.md). ``signatures`` (default: all
     four; int8: serving_default, encode or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
     without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32.
