@@ -8,8 +8,10 @@ Paths: Keras (the inference module's graph in a tf.function), SavedModel (tf.sav
 TFLite float32 / float16 / dynamic_range / int8 (ai_edge_litert, XNNPACK, all cores), gRPC (client ->
 dev server on localhost, SavedModel behind it). Latency: the median of --repeats single-image calls;
 throughput: images/s of the median batch call. "render 16": the SavedModel's encode signature on one
-photo, then render with 16 target poses: 16 images / (encode + render). Speed does not depend on the
-weights, so fresh models of each config are timed.
+photo, then render with 16 target poses: 16 images / (encode + render); for the paper-size model also
+with the int8 TFLite render model after the same float encode (`render16_int8_images_per_s`, the
+deployment the README recommends). Speed does not depend on the weights, so fresh models of each
+config are timed.
 
 int8 quality needs trained weights: --quality-model (default runs/market_cpu when it exists, else the
 untrained model) is converted to float32 and int8 TFLite, both run on held-out pairs (its run's
@@ -35,6 +37,7 @@ from pnr_tf.evaluation.evaluate import pair_scores
 from pnr_tf.export import export_saved_model
 from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import convert_to_tflite
+from pnr_tf.export.tflite import render_calibration_requests
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import load_generator
@@ -118,11 +121,24 @@ def time_model(generator, name, arguments, with_all_paths):
     encode_seconds = median_seconds(lambda _: saved["encode"](**person)["coefficients"].numpy(), None, arguments.repeats)
     print(f"  render 16 poses of one person (SavedModel encode once + render): {16 / seconds:.1f} images/s "
           f"(encode {encode_seconds * 1e3:.0f} ms, each render {(seconds - encode_seconds) / 16 * 1e3:.0f} ms)", flush=True)  # fmt: skip
+    int8_render16 = None
+    if with_all_paths:  # the deployment the README recommends: encode in float, render in int8 (TFLite)
+        calibration = render_calibration_requests(generator, calibration_requests(synthetic_pairs(generator), 32))
+        int8_render = tflite_runner(convert_to_tflite(generator, "int8", calibration, signatures=["render"]), "render")
+
+        def render_sixteen_int8(_):
+            coefficients = saved["encode"](**person)["coefficients"].numpy()
+            return int8_render(coefficients=coefficients, target_keypoints=poses)["image"]
+
+        int8_seconds = median_seconds(render_sixteen_int8, None, arguments.repeats)
+        int8_render16 = 16 / int8_seconds
+        print(f"  render 16 poses of one person (SavedModel encode once + TFLite int8 render): {int8_render16:.1f} images/s "
+              f"(each render {(int8_seconds - encode_seconds) / 16 * 1e3:.1f} ms)", flush=True)  # fmt: skip
     reference = results["saved_model"]
     print("  ratios to saved_model (latency, throughput): " + ", ".join(
         f"{path} {latency / reference[0]:.2f} {throughput / reference[1]:.2f}" for path, (latency, throughput) in results.items()
     ), flush=True)  # fmt: skip
-    return {"paths": results, "render16": 16 / seconds}
+    return {"paths": results, "render16": 16 / seconds, "render16_int8": int8_render16}
 
 
 def synthetic_pairs(generator):
@@ -180,7 +196,6 @@ def int8_render_agreement(generator, float_model, test, calibration):
     render model after the float32 encode, and after the int8 encode model (appearance encoder int8)."""
     from pnr_tf.data.pipeline import decoded_batches
     from pnr_tf.export.tflite import encode_calibration_requests
-    from pnr_tf.export.tflite import render_calibration_requests
 
     requests_for_calibration = calibration_requests(calibration)
     encode, float_render = tflite_runner(float_model, "encode"), tflite_runner(float_model, "render")
@@ -215,6 +230,7 @@ def main(argv=None):
     print(f"saved_model_b32_images_per_s: {paths['saved_model'][1]:.2f}")
     print(f"render16_images_per_s: {paper['render16']:.2f}")
     print(f"render16_fast_images_per_s: {fast['render16']:.2f}")
+    print(f"render16_int8_images_per_s: {paper['render16_int8']:.2f}")
     print(f"tflite_float32_b1_ms: {paths['tflite none'][0] * 1e3:.1f}")
     print(f"tflite_float32_b32_images_per_s: {paths['tflite none'][1]:.2f}")
     print(f"tflite_int8_b1_ms: {paths['tflite int8'][0] * 1e3:.1f}")
