@@ -84,9 +84,10 @@ def time_model(generator, name, arguments, with_all_paths):
         "saved_model": lambda inputs: saved["serving_default"](**inputs)["image"].numpy(),
     }
     quantizations = ("none", "float16", "dynamic_range", "int8") if with_all_paths else ("none",)
+    synthetic_calibration = calibration_requests(synthetic_pairs(generator), 32) if with_all_paths else None
     for quantize in quantizations:
         start = time.perf_counter()
-        calibration = calibration_requests(synthetic_pairs(generator), 32) if quantize == "int8" else None
+        calibration = synthetic_calibration if quantize == "int8" else None
         flatbuffer = convert_to_tflite(generator, quantize, calibration)
         print(f"  tflite {quantize}: {len(flatbuffer) / 1e6:.1f} MB, converted in {time.perf_counter() - start:.0f} s", flush=True)
         runner = tflite_runner(flatbuffer)
@@ -123,7 +124,7 @@ def time_model(generator, name, arguments, with_all_paths):
           f"(encode {encode_seconds * 1e3:.0f} ms, each render {(seconds - encode_seconds) / 16 * 1e3:.0f} ms)", flush=True)  # fmt: skip
     int8_render16 = None
     if with_all_paths:  # the deployment the README recommends: encode in float, render in int8 (TFLite)
-        calibration = render_calibration_requests(generator, calibration_requests(synthetic_pairs(generator), 32))
+        calibration = render_calibration_requests(generator, synthetic_calibration)
         int8_render = tflite_runner(convert_to_tflite(generator, "int8", calibration, signatures=["render"]), "render")
 
         def render_sixteen_int8(_):
