@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -20,28 +21,75 @@ from tests.training.test_trainer import weights
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def test_fit_writes_checkpoints_samples_logs_and_a_loadable_generator(synthetic_root, tmp_path):
-    model_path = Trainer(tiny_training_config(synthetic_root), tmp_path).fit()
-    assert model_path == str(tmp_path / "generator.keras")  # a string: run directories may be URIs
-    loaded = keras.models.load_model(model_path)
+@pytest.fixture(scope="module")
+def four_step_run(synthetic_root, tmp_path_factory):
+    """One uninterrupted run that several tests read (each trace of the step costs ~10 s): supervised with
+    row dropout on, so both discriminators and optimizers, batch-norm statistics and the dropout RNG
+    state are in its checkpoints (steps 2 and 4)."""
+    import contextlib
+    import io
+
+    output = tmp_path_factory.mktemp("four_steps")
+    train = {"num_steps": 4, "row_keep_probability": 0.5, "checkpoint_every": 2, "sample_every": 2}
+    config = tiny_training_config(synthetic_root, train=train)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        trainer = Trainer(config, output)
+        model_path = trainer.fit()
+    return SimpleNamespace(config=config, output=output, trainer=trainer, model_path=model_path, stderr=stderr.getvalue())
+
+
+def test_fit_writes_checkpoints_samples_logs_and_a_loadable_generator(four_step_run):
+    output = four_step_run.output
+    assert four_step_run.model_path == str(output / "generator.keras")  # a string: run directories may be URIs
+    loaded = keras.models.load_model(four_step_run.model_path)
     assert loaded.regression.p == 1
-    assert sorted(path.name for path in (tmp_path / "samples").iterdir()) == ["step_000001.png", "step_000002.png"]
-    assert list((tmp_path / "logs").iterdir())
-    assert (tmp_path / "config.yaml").is_file()
-    assert (tmp_path / "checkpoints" / "checkpoint").is_file()
+    assert sorted(path.name for path in (output / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert list((output / "logs").iterdir())
+    assert (output / "config.yaml").is_file()
+    assert tf.train.latest_checkpoint(str(output / "checkpoints")).endswith("ckpt-4")
 
 
-def test_two_plus_two_steps_equal_four_steps(synthetic_root, tmp_path):
-    # Supervised with row dropout on: both discriminators and optimizers, batch-norm statistics and
-    # the dropout RNG state must all come back from the checkpoint.
-    train = {"row_keep_probability": 0.5, "checkpoint_every": 100, "sample_every": 100}
-    straight = Trainer(tiny_training_config(synthetic_root, train={**train, "num_steps": 4}), tmp_path / "straight")
-    straight.fit()
-    Trainer(tiny_training_config(synthetic_root, train={**train, "num_steps": 2}), tmp_path / "resumed").fit()
-    resumed = Trainer(tiny_training_config(synthetic_root, train={**train, "num_steps": 4}), tmp_path / "resumed")
+def test_the_resolved_solver_is_logged_and_recorded_with_the_run(four_step_run):
+    import json
+
+    record = json.loads((four_step_run.output / "sessions.jsonl").read_text().splitlines()[-1])
+    assert record["solver_requested"] == "auto" and record["solver"] in ("fused", "cholesky")
+    assert record["start_step"] == 0 and record["num_replicas"] == 1
+    assert f"regression solver: {record['solver_detail']}" in four_step_run.stderr
+
+
+def test_a_checkpoint_and_a_run_stopped_midway_load_as_the_saved_generator(four_step_run, tmp_path):
+    import shutil
+
+    from pnr_tf.models.loading import load_generator
+    from tests.helpers import random_generator_inputs
+
+    run = tmp_path / "run"
+    shutil.copytree(four_step_run.output, run)
+    inputs = random_generator_inputs(batch_size=2, height=128, width=64)
+    expected = np.asarray(load_generator(run / "generator.keras")(inputs, training=False))
+    for source in (run / "checkpoints" / "ckpt-4", run / "checkpoints"):
+        np.testing.assert_allclose(np.asarray(load_generator(source)(inputs, training=False)), expected, atol=1e-6)
+    (run / "generator.keras").unlink()  # as if stopped before it was written: the run directory still loads
+    np.testing.assert_allclose(np.asarray(load_generator(run)(inputs, training=False)), expected, atol=1e-6)
+
+
+def test_two_plus_two_steps_equal_four_steps(four_step_run, tmp_path):
+    # A new run directory holding only the uninterrupted run's step-2 checkpoint: resuming it and going
+    # on to step 4 must land on the same weights, optimizer moments included (through the next step's update).
+    import shutil
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    for path in (four_step_run.output / "checkpoints").glob("ckpt-2.*"):
+        shutil.copy(path, checkpoints)
+    tf.compat.v1.train.update_checkpoint_state(str(checkpoints), str(checkpoints / "ckpt-2"))
+    resumed = Trainer(four_step_run.config, tmp_path)
     assert resumed.step == 2
     resumed.fit()
     assert resumed.step == 4
+    straight = four_step_run.trainer
     for model in ("generator", "appearance_discriminator", "pose_discriminator"):
         for expected, actual in zip(weights(getattr(straight.models, model)), weights(getattr(resumed.models, model))):
             np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)
