@@ -1,6 +1,7 @@
 """The GAN step and the driver on tiny models: each mode, outputs, resume equivalence, SIGTERM."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -65,54 +66,74 @@ def test_mixed_precision_step_keeps_the_regression_in_float32(synthetic_root, tm
     assert trainer.models.generator.regression.compute_dtype == "float32"
 
 
-def test_adversarial_terms_wait_for_the_warm_up_then_ramp_in(synthetic_root, tmp_path):
-    config = tiny_training_config(synthetic_root, loss={"adversarial_warmup_steps": 1, "adversarial_ramp_steps": 4})
-    trainer = Trainer(config, tmp_path)
+def snapshot(trainer, metrics=None):
+    generator = trainer.models.generator
+    return SimpleNamespace(
+        metrics=metrics, step=trainer.step,
+        weights=[weights(model) for model in (generator, trainer.models.appearance_discriminator, trainer.models.pose_discriminator)],
+        average=weights(trainer.average_generator),
+        statistics=[np.array(variable) for variable in generator.non_trainable_variables],
+        average_statistics=[np.array(variable) for variable in trainer.average_generator.non_trainable_variables],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def five_steps(synthetic_root, tmp_path_factory):
+    """One supervised trainer stepped five times, read by three tests (each traced phase costs ~10 s):
+    a warm-up step without the discriminators, then the adversarial terms ramped in over 4 steps,
+    full from step 5; weight average with decay 0.5. history[t]: the state after t steps."""
+    config = tiny_training_config(
+        synthetic_root, loss={"adversarial_warmup_steps": 1, "adversarial_ramp_steps": 4}, train={"ema_decay": 0.5}
+    )
+    trainer = Trainer(config, tmp_path_factory.mktemp("five_steps"))
+    history = [snapshot(trainer)]
+    iterator = iter(trainer.dataset(load_samples(config), 0))
+    for _ in range(5):
+        history.append(snapshot(trainer, trainer.train_step(next(iterator))))
+    return SimpleNamespace(trainer=trainer, history=history)
+
+
+def test_adversarial_terms_wait_for_the_warm_up_then_ramp_in(five_steps):
+    trainer, history = five_steps.trainer, five_steps.history
     assert [trainer.adversarial_scale(step) for step in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert trainer.loss_weights(2) == {"l1": 10.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
-    iterator = iter(trainer.dataset(load_samples(config), 0))
-    discriminators = (trainer.models.appearance_discriminator, trainer.models.pose_discriminator)
-    before = [weights(model) for model in discriminators]
-    warm_up = trainer.train_step(next(iterator))
+    warm_up, ramped = history[1].metrics, history[2].metrics
     assert set(warm_up) == {"l1", "generator_total"} and warm_up["generator_total"] == pytest.approx(10 * warm_up["l1"], rel=1e-6)
-    assert not any(changed(b, weights(model)) for b, model in zip(before, discriminators))  # no D step in the warm-up
-    ramped = trainer.train_step(next(iterator))
-    assert all(changed(b, weights(model)) for b, model in zip(before, discriminators))
+    assert changed(history[0].weights[0], history[1].weights[0])
+    assert not any(changed(b, a) for b, a in zip(history[0].weights[1:], history[1].weights[1:]))  # no D step in the warm-up
+    assert all(changed(b, a) for b, a in zip(history[1].weights[1:], history[2].weights[1:]))
     expected = 10 * ramped["l1"] + 1.25 * ramped["gan_appearance"] + 1.25 * ramped["gan_pose"]  # scale 0.25 of 5
     assert ramped["generator_total"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_supervised_steps_update_every_model_and_the_weight_average_follows_its_formula(synthetic_root, tmp_path):
-    trainer = Trainer(tiny_training_config(synthetic_root, train={"ema_decay": 0.5}), tmp_path)
-    models = (trainer.models.generator, trainer.models.appearance_discriminator, trainer.models.pose_discriminator)
-    before = [weights(model) for model in models]
-    initial = before[0]
-    assert all(np.array_equal(a, b) for a, b in zip(weights(trainer.average_generator), initial))
-    iterator = iter(trainer.dataset(load_samples(trainer.config), 0))
-    metrics = trainer.train_step(next(iterator))
+def test_a_supervised_step_updates_generator_and_both_discriminators(five_steps):
+    before, after = five_steps.history[4], five_steps.history[5]  # the first step at the full adversarial weight
+    metrics = after.metrics
     assert set(metrics) == {"l1", "gan_appearance", "gan_pose", "generator_total", "discriminator_appearance", "discriminator_pose"}
     assert all(np.isfinite(value) for value in metrics.values())
-    assert all(changed(b, weights(model)) for b, model in zip(before, models))
+    assert all(changed(b, a) for b, a in zip(before.weights, after.weights))
     # generator_total is the weighted sum of its terms (SPEC: l1 10, gan 5 + 5).
     assert metrics["generator_total"] == pytest.approx(10 * metrics["l1"] + 5 * metrics["gan_appearance"] + 5 * metrics["gan_pose"], rel=1e-5)
-    assert trainer.step == 1
-    # The weight average: decay min(ema_decay, (1 + t) / (10 + t)) after step t.
+    assert after.step == 5 and five_steps.trainer.step == 5
+
+
+def test_the_weight_average_follows_its_formula(five_steps):
+    history = five_steps.history
+    initial = history[0].weights[0]
+    assert all(np.array_equal(a, b) for a, b in zip(history[0].average, initial))
+    # decay min(ema_decay, (1 + t) / (10 + t)) after step t.
     decay = min(0.5, 2 / 11)
-    for average, start, now in zip(weights(trainer.average_generator), initial, weights(trainer.models.generator)):
+    for average, start, now in zip(history[1].average, initial, history[1].weights[0]):
         np.testing.assert_allclose(average, decay * start.astype(np.float64) + (1 - decay) * now, rtol=1e-5, atol=1e-7)
     # Batch-norm statistics are averaged alike (they describe the weights they normalise); the dropout RNG state is copied.
-    statistics = [np.array(variable) for variable in trainer.models.generator.non_trainable_variables]
-    statistics_before = [np.array(variable) for variable in trainer.average_generator.non_trainable_variables]
-    trainer.train_step(next(iterator))
     decay = min(0.5, 3 / 12)
-    for average, before, now in zip(trainer.average_generator.non_trainable_variables, statistics_before,
-                                    trainer.models.generator.non_trainable_variables):  # fmt: skip
-        if "float" in str(now.dtype):
-            np.testing.assert_allclose(np.array(average), decay * before + (1 - decay) * np.array(now), rtol=1e-5, atol=1e-7)
+    for average, before, now in zip(history[2].average_statistics, history[1].average_statistics, history[2].statistics):
+        if np.issubdtype(now.dtype, np.floating):
+            np.testing.assert_allclose(average, decay * before + (1 - decay) * now, rtol=1e-5, atol=1e-7)
         else:
-            np.testing.assert_array_equal(np.array(average), np.array(now))
-    assert any(not np.array_equal(a, b) for a, b in zip(statistics, [np.array(v) for v in trainer.models.generator.non_trainable_variables]))
-    assert trainer.inference_generator is trainer.average_generator
+            np.testing.assert_array_equal(average, now)
+    assert any(not np.array_equal(a, b) for a, b in zip(history[1].statistics, history[2].statistics))
+    assert five_steps.trainer.inference_generator is five_steps.trainer.average_generator
 
 
 def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_latest(synthetic_root, tmp_path):
