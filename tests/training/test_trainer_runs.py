@@ -102,8 +102,9 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
     command = [
         sys.executable, "-m", "pnr_tf.train", "--output-dir", str(output),
         "--set", f"data.root={synthetic_root}", "--set", "model.base_filters=4", "--set", "model.num_encoder_blocks=1",
-        "--set", "model.num_decoder_blocks=1", "--set", "model.pose_dim=4", "--set", "model.discriminator_filters=4",
-        "--set", "model.discriminator_blocks=1", "--set", "loss.perceptual_weight=0", "--set", "train.batch_size=2",
+        "--set", "model.num_decoder_blocks=1", "--set", "model.pose_dim=4", "--set", "model.num_iterations=2",
+        "--set", "model.discriminator_filters=4", "--set", "model.discriminator_blocks=1", "--set", "loss.perceptual_weight=0",
+        "--set", "train.batch_size=2",
         "--set", "train.log_every=1", "--set", "train.checkpoint_every=1000", "--set", "train.sample_every=1000",
     ]  # fmt: skip
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
@@ -123,10 +124,10 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
     latest = tf.train.latest_checkpoint(str(output / "checkpoints"))
     stopped_at = int(latest.rsplit("-", 1)[1])
     assert stopped_at >= 3
-    finish = subprocess.run(command + ["--set", f"train.num_steps={stopped_at + 2}"], env=environment, capture_output=True, text=True, timeout=300)
-    assert finish.returncode == 0, finish.stderr[-2000:]
-    assert "resumed from" in finish.stderr and f"at step {stopped_at}" in finish.stderr
-    assert (output / "generator.keras").is_file()
+    # The same run restores it (every object matched); going on from a restored checkpoint is
+    # test_two_plus_two_steps_equal_four_steps, and the command's "resumed from" line the two-worker test.
+    config = tiny_training_config(synthetic_root, train={"batch_size": 2, "num_steps": 100000})
+    assert Trainer(config, output).step == stopped_at
 
 
 def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(synthetic_root, tmp_path):
