@@ -343,12 +343,34 @@ def test_export_command_writes_the_int8_encode_and_render_models(serving_generat
     run_dir = tmp_path / "run"
     export_keras(built_generator(tiny_training_config(synthetic_root)), run_dir / "generator.keras")  # Market's 128 x 64
     out = tmp_path / "models"
-    for signature in ("encode", "render"):
+    for signature, batch in (("encode", []), ("render", ["--batch-size", "3"])):  # a pose sequence drawn 3 poses a call
         assert export_main(["--model", str(run_dir), "--format", "tflite", "--quantize", "int8", "--int8-signature", signature,
-                            "--calibration", str(synthetic_root / "pairs-test.csv"), "--out", str(out)]) == 0  # fmt: skip
+                            "--calibration", str(synthetic_root / "pairs-test.csv"), *batch, "--out", str(out)]) == 0  # fmt: skip
         assert list(Interpreter(model_path=str(out / f"pnr_int8_{signature}.tflite")).get_signature_list()) == [signature]
+    # The fixed-batch render model: one person's W, exactly 3 poses a call (its calibration regrouped to 3 poses).
+    render = Interpreter(model_path=str(out / "pnr_int8_render.tflite")).get_signature_runner("render")
+    shapes = {name: tuple(detail["shape"]) for name, detail in render.get_input_details().items()}
+    assert shapes["target_keypoints"] == (3, 18, 2) and shapes["coefficients"][0] == 1
+    person = Interpreter(model_path=str(out / "pnr_int8_encode.tflite")).get_signature_runner("encode")(
+        source_images=np.zeros((1, 1, 128, 64, 3), np.uint8), source_keypoints=np.full((1, 1, 18, 2), 30.0, np.float32))["coefficients"]  # fmt: skip
+    image = render(coefficients=person, target_keypoints=np.full((3, 18, 2), 30.0, np.float32))["image"]
+    assert image.shape == (3, 128, 64, 3) and image.dtype == np.uint8
     # Without --calibration the built-in synthetic people calibrate, which exist at the datasets' sizes only.
     export_keras(serving_generator, tmp_path / "small" / "generator.keras")
     with pytest.raises(SystemExit) as exit_info:
         export_main(["--model", str(tmp_path / "small"), "--format", "tflite", "--quantize", "int8", "--out", str(out)])
     assert exit_info.value.code == 2 and "takes 16x8 images: pass --calibration" in capsys.readouterr().err
+
+
+def test_calibration_for_a_fixed_batch_regroups_consecutive_requests():
+    from pnr_tf.export.tflite import batched_calibration
+
+    requests = [{"source_image": np.full((1, 2), index), "target_keypoints": np.full((1, 3), 10 + index)} for index in range(5)]
+    groups = batched_calibration(requests, 2)
+    assert [group["source_image"][:, 0].tolist() for group in groups] == [[0, 1], [2, 3], [4, 0]]  # the last group cycles
+    assert [group["target_keypoints"][:, 0].tolist() for group in groups] == [[10, 11], [12, 13], [14, 10]]
+    # render: one person's W per request, the poses of the next requests.
+    renders = [{"coefficients": np.full((1, 4, 2), index), "target_keypoints": np.full((1, 18, 2), index)} for index in range(3)]
+    groups = batched_calibration(renders, 3)
+    assert len(groups) == 1 and groups[0]["coefficients"].shape == (1, 4, 2) and groups[0]["coefficients"].max() == 0
+    assert groups[0]["target_keypoints"][:, 0, 0].tolist() == [0, 1, 2]
