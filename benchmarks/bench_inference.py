@@ -187,10 +187,11 @@ def int8_quality(model_path):
     to_targets = {name: float(np.mean(pair_scores(targets, images)["ssim"])) for name, images in (("float32", float_images), ("int8", int8_images))}
     print(f"\nint8 quality ({where}): SSIM int8 vs float32 {agreement:.3f}; SSIM to the targets: float32 {to_targets['float32']:.3f}, "
           f"int8 {to_targets['int8']:.3f}", flush=True)  # fmt: skip
-    render_agreement, encode_render_agreement = int8_render_agreement(generator, float_model, test, calibration)
+    render_agreement, encode_render_agreement, fixed_agreement = int8_render_agreement(generator, float_model, test, calibration)
     print(f"int8 render model (each source encoded in float, its target pose drawn in int8): SSIM to the float32 render {render_agreement:.3f}; "
-          f"after the int8 encode model (appearance encoder int8): {encode_render_agreement:.3f}", flush=True)  # fmt: skip
-    return agreement, render_agreement, encode_render_agreement
+          f"after the int8 encode model (appearance encoder int8): {encode_render_agreement:.3f}; "
+          f"the render model with its batch fixed to 16 poses: {fixed_agreement:.3f}", flush=True)  # fmt: skip
+    return agreement, render_agreement, encode_render_agreement, fixed_agreement
 
 
 def int8_render_agreement(generator, float_model, test, calibration):
@@ -212,7 +213,26 @@ def int8_render_agreement(generator, float_model, test, calibration):
         images["int8 render"].append(int8_render(coefficients=person, target_keypoints=pose)["image"])
         images["int8 encode + render"].append(int8_render(coefficients=int8_person, target_keypoints=pose)["image"])
     reference = np.concatenate(images["float32"])
-    return tuple(float(np.mean(pair_scores(reference, np.concatenate(images[name]))["ssim"])) for name in ("int8 render", "int8 encode + render"))
+    agreements = tuple(float(np.mean(pair_scores(reference, np.concatenate(images[name]))["ssim"])) for name in ("int8 render", "int8 encode + render"))
+    return agreements + (fixed_batch_render_agreement(generator, encode, float_render, test, requests_for_calibration),)
+
+
+def fixed_batch_render_agreement(generator, encode, float_render, test, requests_for_calibration, poses_per_call=16, people=60):
+    """SSIM to the float32 render of the int8 render model with its batch fixed to 16 poses: each of the
+    first 60 held-out sources drawn in 16 poses (its own target and the next 15 pairs' targets)."""
+    from pnr_tf.data.pipeline import decoded_batches
+
+    calibration = render_calibration_requests(generator, requests_for_calibration)
+    fixed = tflite_runner(convert_to_tflite(generator, "int8", calibration, signatures=["render"], batch_size=poses_per_call), "render")
+    batches = list(decoded_batches(test, 1))
+    all_poses = np.concatenate([batch["target_keypoints"].astype(np.float32) for batch in batches])
+    reference, quantised = [], []
+    for index, batch in enumerate(batches[:people]):
+        person = encode(source_images=batch["source_images"], source_keypoints=batch["source_keypoints"].astype(np.float32))["coefficients"]
+        poses = all_poses[[(index + offset) % len(all_poses) for offset in range(poses_per_call)]]
+        reference.append(float_render(coefficients=person, target_keypoints=poses)["image"])
+        quantised.append(fixed(coefficients=person, target_keypoints=poses)["image"])
+    return float(np.mean(pair_scores(np.concatenate(reference), np.concatenate(quantised))["ssim"]))
 
 
 def main(argv=None):
@@ -227,7 +247,7 @@ def main(argv=None):
     paper = time_model(built_generator(load_config(arguments.config)), f"{arguments.config} (fresh weights)", arguments, True)
     fast = time_model(built_generator(load_config(arguments.fast_config)), f"{arguments.fast_config} (fresh weights)", arguments, False)
     quality_model = arguments.quality_model or (str(REPOSITORY / "runs" / "market_cpu") if (REPOSITORY / "runs" / "market_cpu" / "generator.keras").is_file() else None)
-    agreement, render_agreement, encode_render_agreement = int8_quality(quality_model)
+    agreement, render_agreement, encode_render_agreement, fixed_agreement = int8_quality(quality_model)
     paths = paper["paths"]
     print(f"saved_model_b32_images_per_s: {paths['saved_model'][1]:.2f}")
     print(f"render16_images_per_s: {paper['render16']:.2f}")
@@ -239,6 +259,7 @@ def main(argv=None):
     print(f"int8_vs_float_ssim: {agreement:.3f}")
     print(f"int8_render_vs_float_ssim: {render_agreement:.3f}")
     print(f"int8_encode_and_render_vs_float_ssim: {encode_render_agreement:.3f}")
+    print(f"int8_render_b16_vs_float_ssim: {fixed_agreement:.3f}")
     return 0
 
 
