@@ -100,8 +100,9 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     int8 render after it agrees with float at SSIM 0.93, after a float encode 0.96; BENCHMARKS.md). ``signatures`` (default: all
     four; int8: serving_default, encode or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
-    without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32, and
-    an int8 model runs about twice as fast (batch-1 calibration requests are regrouped to that batch).
+    without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32 (the
+    int8 render model drew 16 poses twice as fast; BENCHMARKS.md). Batch-1 calibration requests are
+    regrouped to that batch.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
