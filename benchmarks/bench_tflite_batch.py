@@ -1,12 +1,11 @@
 """Why TFLite float32 is slower than the SavedModel at batch 32: dynamic batch against a fixed one.
 
-    PYTHONPATH=. python benchmarks/bench_tflite_batch.py [--config configs/market_supervised.yaml] [--batch-size 32] [--int8]
+    PYTHONPATH=. python benchmarks/bench_tflite_batch.py [--config configs/market_supervised.yaml] [--batch-size 32]
 
 Converts the same fresh model (speed does not depend on the weights) twice, serving_default only:
 with the batch dimension dynamic (the default export) and fixed at --batch-size (`export --batch-size`).
 Prints the ops of each model (XNNPACK's own log on stderr says how many nodes it took), and the
-median time of a batch call for both and for the SavedModel, all in this one run. With --int8, the
-full-integer serving_default model too, dynamic and fixed (calibrated on 32 synthetic pairs).
+median time of a batch call for both and for the SavedModel, all in this one run.
 """
 
 import argparse
@@ -23,7 +22,6 @@ from ai_edge_litert.interpreter import Interpreter
 from pnr_tf.config import load_config
 from pnr_tf.export import export_saved_model
 from pnr_tf.export.serving_module import SINGLE_SHOT
-from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.models.factory import built_generator
 
@@ -31,7 +29,6 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 from bench_inference import median_seconds  # noqa: E402
 from bench_inference import requests  # noqa: E402
-from bench_inference import synthetic_pairs  # noqa: E402
 
 
 def op_counts(flatbuffer):
@@ -44,7 +41,6 @@ def main(argv=None):
     parser.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--int8", action="store_true", help="also the int8 serving_default model, dynamic and fixed batch")
     arguments = parser.parse_args(argv)
 
     generator = built_generator(load_config(arguments.config))
@@ -59,10 +55,6 @@ def main(argv=None):
         "dynamic batch": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT]),
         f"fixed batch {arguments.batch_size}": convert_to_tflite(generator, "none", signatures=[SINGLE_SHOT], batch_size=arguments.batch_size),
     }
-    if arguments.int8:
-        calibration = calibration_requests(synthetic_pairs(generator), 32)
-        models["int8, dynamic batch"] = convert_to_tflite(generator, "int8", calibration)
-        models[f"int8, fixed batch {arguments.batch_size}"] = convert_to_tflite(generator, "int8", calibration, batch_size=arguments.batch_size)
     results = {"saved_model": median_seconds(lambda _: saved(**inputs)["image"].numpy(), None, arguments.repeats)}
     for name, flatbuffer in models.items():
         counts = op_counts(flatbuffer)
@@ -70,7 +62,7 @@ def main(argv=None):
         runner = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count()).get_signature_runner("serving_default")
         results[name] = median_seconds(lambda _, runner=runner: runner(**inputs)["image"], None, arguments.repeats)
     for name, seconds in results.items():
-        print(f"{name:26s} {arguments.batch_size / seconds:7.2f} images/s  ({seconds / results['saved_model']:.2f}x the SavedModel's time)")
+        print(f"{name:20s} {arguments.batch_size / seconds:7.2f} images/s  ({seconds / results['saved_model']:.2f}x the SavedModel's time)")
     return 0
 
 

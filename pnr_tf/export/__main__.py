@@ -83,6 +83,9 @@ def main(argv=None):
         parser.error("--batch-size must be >= 1")
     if arguments.int8_signature != "serving_default" and arguments.quantize != "int8":
         parser.error("--int8-signature applies to --quantize int8 only")
+    if arguments.quantize == "int8" and arguments.int8_signature == "serving_default" and arguments.batch_size is not None:
+        parser.error("--batch-size with --quantize int8 needs --int8-signature render or encode (TensorFlow 2.21's "
+                     "calibrator crashes on a fixed-batch int8 serving_default model)")
     if arguments.format != "tflite" and arguments.quantize != "none":
         parser.error("--quantize applies to --format tflite only")
     if arguments.format != "saved_model" and arguments.version is not None:

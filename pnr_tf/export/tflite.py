@@ -115,6 +115,10 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     # TFLite has no builtin Assert: the in-graph checks stay in the SavedModel only.
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if quantize == "int8" and batch_size is not None and signatures[0] == SINGLE_SHOT:
+        # TensorFlow 2.21's calibrator crashes the process (segmentation fault) on this model.
+        raise ValueError("an int8 serving_default model keeps a dynamic batch (TensorFlow 2.21's calibrator crashes on a "
+                         "fixed one); a fixed batch works for the int8 encode and render models")
     archive = build_export_archive(with_solver(generator, "matmul"), validate=False, signatures=signatures, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as directory:
         archive.write_out(directory, verbose=False)

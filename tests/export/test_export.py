@@ -272,6 +272,12 @@ def test_tflite_with_a_fixed_batch_equals_the_dynamic_model_and_refuses_other_ba
         runner(**{name: value[:2] for name, value in inputs.items()})
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         convert_to_tflite(serving_generator, "none", batch_size=0)
+    # A fixed-batch int8 serving_default model would crash the process in TensorFlow's calibrator: refused first.
+    with pytest.raises(ValueError, match="int8 serving_default model keeps a dynamic batch"):
+        convert_to_tflite(serving_generator, "int8", [{"unused": np.zeros(1)}], batch_size=2)
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--model", "unused.keras", "--format", "tflite", "--quantize", "int8", "--batch-size", "4", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         export_main(["--model", "unused.keras", "--format", "keras", "--batch-size", "4", "--out", str(tmp_path)])
 
