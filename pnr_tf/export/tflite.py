@@ -102,7 +102,8 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     dimension (every call must then send that many examples; render's coefficients stay one person):
     without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32 (the
     int8 render model drew 16 poses twice as fast; BENCHMARKS.md). Batch-1 calibration requests are
-    regrouped to that batch.
+    regrouped to that batch. An int8 serving_default model keeps its batch dynamic: TensorFlow 2.21's
+    calibrator crashes on a fixed one.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
