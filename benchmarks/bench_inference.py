@@ -202,7 +202,8 @@ def int8_render_agreement(generator, float_model, test, calibration):
 
     requests_for_calibration = calibration_requests(calibration)
     encode, float_render = tflite_runner(float_model, "encode"), tflite_runner(float_model, "render")
-    int8_render = tflite_runner(convert_to_tflite(generator, "int8", render_calibration_requests(generator, requests_for_calibration), signatures=["render"]), "render")
+    render_calibration = render_calibration_requests(generator, requests_for_calibration)
+    int8_render = tflite_runner(convert_to_tflite(generator, "int8", render_calibration, signatures=["render"]), "render")
     int8_encode = tflite_runner(convert_to_tflite(generator, "int8", encode_calibration_requests(requests_for_calibration), signatures=["encode"]), "encode")
     images = {"float32": [], "int8 render": [], "int8 encode + render": []}
     for batch in decoded_batches(test, 1):
@@ -214,16 +215,15 @@ def int8_render_agreement(generator, float_model, test, calibration):
         images["int8 encode + render"].append(int8_render(coefficients=int8_person, target_keypoints=pose)["image"])
     reference = np.concatenate(images["float32"])
     agreements = tuple(float(np.mean(pair_scores(reference, np.concatenate(images[name]))["ssim"])) for name in ("int8 render", "int8 encode + render"))
-    return agreements + (fixed_batch_render_agreement(generator, encode, float_render, test, requests_for_calibration),)
+    return agreements + (fixed_batch_render_agreement(generator, encode, float_render, test, render_calibration),)
 
 
-def fixed_batch_render_agreement(generator, encode, float_render, test, requests_for_calibration, poses_per_call=16, people=60):
+def fixed_batch_render_agreement(generator, encode, float_render, test, render_calibration, poses_per_call=16, people=60):
     """SSIM to the float32 render of the int8 render model with its batch fixed to 16 poses: each of the
     first 60 held-out sources drawn in 16 poses (its own target and the next 15 pairs' targets)."""
     from pnr_tf.data.pipeline import decoded_batches
 
-    calibration = render_calibration_requests(generator, requests_for_calibration)
-    fixed = tflite_runner(convert_to_tflite(generator, "int8", calibration, signatures=["render"], batch_size=poses_per_call), "render")
+    fixed = tflite_runner(convert_to_tflite(generator, "int8", render_calibration, signatures=["render"], batch_size=poses_per_call), "render")
     batches = list(decoded_batches(test, 1))
     all_poses = np.concatenate([batch["target_keypoints"].astype(np.float32) for batch in batches])
     reference, quantised = [], []
