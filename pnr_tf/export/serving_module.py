@@ -28,6 +28,11 @@ def with_solver(generator, solver):
     """
     if generator.regression.resolved_solver == solver:
         return generator
+    return copied_generator(generator, solver)
+
+
+def copied_generator(generator, solver):
+    """A copy of ``generator`` sharing no state with it, its regression running ``solver``."""
     config = generator.get_config()
     config["regression"]["config"]["solver"] = solver
     copy = PNRGenerator.from_config(config)

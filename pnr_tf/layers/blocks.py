@@ -1,8 +1,42 @@
 """Convolution building blocks shared by the encoders, the decoder and the discriminator."""
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 NORMALIZATIONS = ("batch", "instance")
+
+
+# For a stride-2, 3 x 3 "same" transposed convolution, output row 2m + phase reads input rows m - 1
+# and m (the two taps of the sub-pixel convolution) through these kernel rows (-1: no kernel row).
+_SUBPIXEL_KERNEL_ROWS = np.array([[2, 0], [-1, 1]])
+
+
+def subpixel_transposed_convolution(inputs, kernel):
+    """A stride-2, 3 x 3, "same", bias-free transposed convolution as a 2 x 2 convolution + depth_to_space.
+
+    kernel is Conv2DTranspose's (3, 3, out, in). TensorFlow's transposed convolution adds
+    x[m] * k[t] into output row 2m + t, so output row 2m + phase sums x[m - 1 + a] * k[t] over the
+    taps a in {0, 1} with t = _SUBPIXEL_KERNEL_ROWS[phase, a]; the same for columns. Each of the four
+    output phases is one group of channels of an ordinary convolution, interleaved by depth_to_space.
+    The result equals the transposed convolution (the same products, summed in another order). Why:
+    TFLite needs the output shape of a transposed convolution as a tensor, computed at every call when
+    the batch is dynamic, and XNNPACK then leaves the op to a slow reference kernel.
+    """
+    if tuple(kernel.shape[:2]) != (3, 3):
+        raise ValueError(f"the sub-pixel form covers 3 x 3 kernels, got {tuple(kernel.shape[:2])}")
+    output_channels, input_channels = kernel.shape[2], kernel.shape[3]
+    padded_kernel = tf.pad(kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # row / column 3: zeros for "no kernel row"
+    rows = np.where(_SUBPIXEL_KERNEL_ROWS < 0, 3, _SUBPIXEL_KERNEL_ROWS)
+    # taps[a, b, phase_row, phase_column] = kernel[rows[phase_row, a], rows[phase_column, b]]
+    tap_rows = rows.T[:, None, :, None] * np.ones((1, 2, 1, 2), np.int64)
+    tap_columns = rows.T[None, :, None, :] * np.ones((2, 1, 2, 1), np.int64)
+    taps = tf.gather_nd(padded_kernel, np.stack([tap_rows, tap_columns], axis=-1))  # (2, 2, 2, 2, out, in)
+    taps = tf.transpose(taps, [0, 1, 5, 2, 3, 4])  # (2, 2, in, phase row, phase column, out)
+    subpixel_kernel = tf.reshape(taps, [2, 2, input_channels, 4 * output_channels])
+    padded = tf.pad(inputs, [[0, 0], [1, 0], [1, 0], [0, 0]])  # the tap a = 0 reads row m - 1
+    phases = tf.nn.conv2d(padded, tf.cast(subpixel_kernel, inputs.dtype), strides=1, padding="VALID")
+    return tf.nn.depth_to_space(phases, 2)
 
 
 def build_sublayer(layer, input_shape):
@@ -49,12 +83,18 @@ class ConvolutionBlock(keras.layers.Layer):
         )
         self.normalization = make_normalization(norm, name="normalization")
         self.normalization.dtype_policy = self.dtype_policy
+        # Not configuration: the TFLite export switches it on in its own copy of the model.
+        self.subpixel_upsampling = False
 
     def build(self, input_shape):
         build_sublayer(self.normalization, build_sublayer(self.convolution, input_shape))
 
     def call(self, inputs, training=None):
-        return keras.ops.relu(self.normalization(self.convolution(inputs), training=training))
+        if self.subpixel_upsampling and self.transpose and self.strides == 2 and self.kernel_size == 3:
+            features = subpixel_transposed_convolution(inputs, self.convolution.kernel)
+        else:
+            features = self.convolution(inputs)
+        return keras.ops.relu(self.normalization(features, training=training))
 
     def compute_output_shape(self, input_shape):
         return self.convolution.compute_output_shape(input_shape)

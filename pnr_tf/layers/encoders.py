@@ -69,6 +69,9 @@ class AppearanceEncoder(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         features = self.feature_map(inputs, training=training)
+        height, width = features.shape[1], features.shape[2]
+        if height is not None and width is not None:  # static rows, -1 batch: no runtime shape in TFLite
+            return tf.reshape(features, [-1, height * width, self.output_dim])
         return tf.reshape(features, [tf.shape(features)[0], -1, self.output_dim])
 
     def compute_output_shape(self, input_shape):
@@ -111,8 +114,14 @@ class PoseEncoder(AppearanceEncoder):
 
     def call(self, inputs, training=None):
         features = super().call(inputs, training=training)
+        rows = features.shape[1]
         with keras.name_scope(PROJECTION_SCOPE):
-            return self.projection(features)
+            if rows is None:
+                return self.projection(features)
+            # Dense on a 3-D tensor becomes a tensordot that reads the shape at run time; on the static
+            # (-1, channels) view it is one matmul, so TFLite keeps every later tensor's size static.
+            projected = self.projection(tf.reshape(features, [-1, features.shape[-1]]))
+            return tf.reshape(projected, [-1, rows, self.pose_dim])
 
     def compute_output_shape(self, input_shape):
         batch, rows, _ = super().compute_output_shape(input_shape)

@@ -92,7 +92,7 @@ class PNormRegression(keras.layers.Layer):
         if pose.shape[-1] is None:
             raise ValueError("The pose feature size k (last axis) must be known when the graph is built.")
         if row_weights is None:
-            row_weights = tf.ones(tf.shape(pose)[:-1], dtype=tf.float32)
+            row_weights = tf.zeros_like(pose[..., 0]) + 1.0  # not tf.ones(tf.shape(...)): a runtime shape in TFLite
         else:
             row_weights = tf.cast(row_weights, tf.float32)
             # A negative or non-finite weight makes the systems indefinite or NaN: refuse it here, by name.

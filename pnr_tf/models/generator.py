@@ -145,7 +145,9 @@ class PNRGenerator(keras.Model):
         if source_pose.shape.rank == 4:
             source_pose = tf.expand_dims(source_pose, 1)
         batch_size = tf.shape(source_image)[0]
-        # Encode all M sources as one batch, then stack their rows: (batch, M * n, .).
+        # Encode all M sources as one batch, then stack their rows: (batch, M * n, .). This reshape keeps
+        # its runtime batch size: with every size static here, TensorFlow 2.21's int8 calibrator crashes
+        # (segmentation fault) on the serving_default model, as it does on a fixed-batch one.
         source_appearance = self.appearance_encoder(_merge_sources(source_image), training=training)
         source_pose_rows = self.pose_encoder(_merge_sources(source_pose), training=training)
         source_appearance = tf.reshape(source_appearance, [batch_size, -1, source_appearance.shape[-1]])
@@ -165,9 +167,15 @@ class PNRGenerator(keras.Model):
         batch_size = tf.shape(target_pose)[0]
         target_pose_rows = self.pose_encoder(target_pose, training=training)
         target_appearance = self.regression.predict(target_pose_rows, coefficients)
-        height = (tf.shape(target_pose)[1] + 3) // 4
-        width = (tf.shape(target_pose)[2] + 3) // 4
-        feature_map = tf.reshape(target_appearance, [batch_size, height, width, self.decoder.input_dim])
+        height, width = target_pose.shape[1], target_pose.shape[2]
+        if height is not None and width is not None:
+            # Static sizes and -1 for the batch: TFLite then sizes this reshape when it prepares the model,
+            # instead of at every call from a runtime shape (which made every later tensor dynamic).
+            feature_map = tf.reshape(target_appearance, [-1, -(-height // 4), -(-width // 4), self.decoder.input_dim])
+        else:
+            height = (tf.shape(target_pose)[1] + 3) // 4
+            width = (tf.shape(target_pose)[2] + 3) // 4
+            feature_map = tf.reshape(target_appearance, [batch_size, height, width, self.decoder.input_dim])
         feature_map = tf.cast(feature_map, self.compute_dtype)
         return self.decoder(feature_map, training=training)
 
@@ -206,8 +214,11 @@ class PNRGenerator(keras.Model):
 
 def _merge_sources(tensor):
     """(batch, M, H, W, C) -> (batch * M, H, W, C)."""
-    shape = tf.shape(tensor)
-    return tf.reshape(tensor, tf.concat([[-1], shape[2:]], axis=0))
+    if None not in tensor.shape[2:]:
+        # Static sizes and -1 for the batch: an exported TFLite model then sizes its tensors when it is
+        # prepared, not from runtime shapes at every call (which leaves ops to slower non-XNNPACK kernels).
+        return tf.reshape(tensor, [-1, *tensor.shape[2:]])
+    return tf.reshape(tensor, tf.concat([[-1], tf.shape(tensor)[2:]], axis=0))
 
 
 def _validated_shapes(shapes):

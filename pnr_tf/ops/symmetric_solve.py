@@ -223,7 +223,10 @@ def packed_solve_systems_last(packed, rhs, size):
     finite. Its gradient is TensorFlow's, through the unrolled ops (only the last IRLS step needs one).
     """
     matrix = tf.gather(packed, packed_position_map(size), axis=1)  # (b, k*k, d)
-    matrix = tf.reshape(matrix, tf.concat([tf.shape(matrix)[:1], [size, size], tf.shape(matrix)[2:]], axis=0))
+    if matrix.shape[-1] is not None:  # -1 batch, static rest: TFLite sizes the tensor once, not at every call
+        matrix = tf.reshape(matrix, [-1, size, size, matrix.shape[-1]])
+    else:
+        matrix = tf.reshape(matrix, tf.concat([tf.shape(matrix)[:1], [size, size], tf.shape(matrix)[2:]], axis=0))
     # NaN or inf anywhere in a system: its column of the solution is NaN. Not positive definite: NaN
     # pivots, which spread to every later column and, through the back substitution, to all of x.
     finite = _all_finite(packed, axis=1) & _all_finite(rhs, axis=1)
