@@ -12,7 +12,7 @@ NORMALIZATIONS = ("batch", "instance")
 _SUBPIXEL_KERNEL_ROWS = np.array([[2, 0], [-1, 1]])
 
 
-def subpixel_transposed_convolution(inputs, kernel):
+def subpixel_transposed_convolution(inputs, kernel, bias=None, relu=False):
     """A stride-2, 3 x 3, "same", bias-free transposed convolution as a 2 x 2 convolution + depth_to_space.
 
     kernel is Conv2DTranspose's (3, 3, out, in). TensorFlow's transposed convolution adds
@@ -21,7 +21,9 @@ def subpixel_transposed_convolution(inputs, kernel):
     output phases is one group of channels of an ordinary convolution, interleaved by depth_to_space.
     The result equals the transposed convolution (the same products, summed in another order). Why:
     TFLite needs the output shape of a transposed convolution as a tensor, computed at every call when
-    the batch is dynamic, and XNNPACK then leaves the op to a slow reference kernel.
+    the batch is dynamic, and XNNPACK then leaves the op to a slow reference kernel. ``bias`` (out,)
+    and ``relu`` apply per output channel before the interleaving, so the converter fuses them into
+    the convolution (as it folds batch norm into an ordinary one).
     """
     if tuple(kernel.shape[:2]) != (3, 3):
         raise ValueError(f"the sub-pixel form covers 3 x 3 kernels, got {tuple(kernel.shape[:2])}")
@@ -36,6 +38,10 @@ def subpixel_transposed_convolution(inputs, kernel):
     subpixel_kernel = tf.reshape(taps, [2, 2, input_channels, 4 * output_channels])
     padded = tf.pad(inputs, [[0, 0], [1, 0], [1, 0], [0, 0]])  # the tap a = 0 reads row m - 1
     phases = tf.nn.conv2d(padded, tf.cast(subpixel_kernel, inputs.dtype), strides=1, padding="VALID")
+    if bias is not None:
+        phases = tf.nn.bias_add(phases, tf.cast(tf.tile(bias, [4]), inputs.dtype))
+    if relu:
+        phases = tf.nn.relu(phases)
     return tf.nn.depth_to_space(phases, 2)
 
 
@@ -90,10 +96,17 @@ class ConvolutionBlock(keras.layers.Layer):
         build_sublayer(self.normalization, build_sublayer(self.convolution, input_shape))
 
     def call(self, inputs, training=None):
-        if self.subpixel_upsampling and self.transpose and self.strides == 2 and self.kernel_size == 3:
-            features = subpixel_transposed_convolution(inputs, self.convolution.kernel)
-        else:
-            features = self.convolution(inputs)
+        if not (self.subpixel_upsampling and self.transpose and self.strides == 2 and self.kernel_size == 3):
+            return keras.ops.relu(self.normalization(self.convolution(inputs), training=training))
+        if self.norm == "batch" and not training:
+            # Batch norm at inference is a per-channel affine map: fold it into the kernel and a bias, as
+            # the converter does for an ordinary convolution (unfolded, int8 rounded it separately).
+            normalization = self.normalization
+            scale = normalization.gamma * tf.math.rsqrt(normalization.moving_variance + normalization.epsilon)
+            offset = normalization.beta - normalization.moving_mean * scale
+            kernel = self.convolution.kernel * tf.cast(scale[:, None], self.convolution.kernel.dtype)
+            return subpixel_transposed_convolution(inputs, kernel, offset, relu=True)
+        features = subpixel_transposed_convolution(inputs, self.convolution.kernel)
         return keras.ops.relu(self.normalization(features, training=training))
 
     def compute_output_shape(self, input_shape):
