@@ -9,6 +9,10 @@ regression (estimate W, predict A_t: TensorFlow with its stock Cholesky, as the 
 and the fused kernel; TFLite with the unrolled solves it exports) and for the keypoint heatmaps.
 Medians of --repeats calls, all in one run. Ends with the machine-readable lines
 `convolutions_tflite_over_tf: X` and `regression_tflite_over_saved_model: X`.
+
+`--kernels-only` times just plain convolutions (3 x 3 and 1 x 1, 256 -> 256, the residual blocks'
+size) in both runtimes and prints their GFLOP/s: the floor that the float32 kernels themselves
+(XNNPACK against oneDNN) set for the whole model's ratio.
 """
 
 import argparse
@@ -64,12 +68,47 @@ def tflite_call(function, specs):
     return call
 
 
+def convolution_function(kernel):
+    # The kernel is captured, so the converter stores it as a constant that XNNPACK packs once (as a
+    # default argument it became a model input, which TFLite ran at a tenth of the speed).
+    return tf.function(lambda inputs: tf.nn.conv2d(inputs, kernel, 1, "SAME"))
+
+
+def plain_convolution_rates(batch_size, repeats):
+    """(name, TF GFLOP/s, TFLite GFLOP/s) for bare convolutions of the residual blocks' shape."""
+    random = np.random.default_rng(0)
+    for kernel_size, height, width in ((3, 32, 16), (1, 32, 16), (3, 64, 32)):
+        kernel = tf.constant(random.standard_normal((kernel_size, kernel_size, 256, 256)).astype(np.float32) * 0.05)
+        function = convolution_function(kernel)
+        shape = (batch_size, height, width, 256)
+        features = random.standard_normal(shape).astype(np.float32)
+        flops = 2.0 * batch_size * height * width * kernel_size * kernel_size * 256 * 256
+        tf_seconds = median_seconds(lambda arrays: function(*arrays).numpy(), [features], repeats)
+        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(tf.TensorSpec(shape, tf.float32))]).convert()
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
+        interpreter.allocate_tensors()
+        input_index = interpreter.get_input_details()[0]["index"]
+
+        def run(arrays, interpreter=interpreter, input_index=input_index):
+            interpreter.set_tensor(input_index, arrays[0])
+            interpreter.invoke()
+
+        tflite_seconds = median_seconds(run, [features], repeats)
+        yield f"conv {kernel_size}x{kernel_size} 256->256 on {shape}", flops / tf_seconds / 1e9, flops / tflite_seconds / 1e9
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--kernels-only", action="store_true", help="only the plain convolutions' GFLOP/s")
     arguments = parser.parse_args(argv)
+    if arguments.kernels_only:
+        for name, tf_rate, tflite_rate in plain_convolution_rates(arguments.batch_size, arguments.repeats):
+            print(f"{name:40s} TF {tf_rate:6.0f} GFLOP/s, TFLite (XNNPACK) {tflite_rate:6.0f} GFLOP/s, "
+                  f"TFLite time / TF time {tf_rate / tflite_rate:.2f}", flush=True)  # fmt: skip
+        return 0
     generator = built_generator(load_config(arguments.config))
     random = np.random.default_rng(0)
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; {arguments.config}, batch {arguments.batch_size}", flush=True)

@@ -74,7 +74,7 @@ def main(argv=None):
                              "appearance encoder in int8, the rest float, written as <name>_int8_encode.tflite)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None,
                         help="with --format tflite: fix the batch dimension (every call then sends that many examples; "
-                             "faster at large batches: the int8 render model drew 16 poses twice as fast, BENCHMARKS.md; an int8 "
+                             "the int8 render model drew 16 poses twice as fast before dynamic-batch models were sized statically, BENCHMARKS.md; an int8 "
                              "render model then draws that many poses of one person a call); default dynamic")  # fmt: skip
     arguments = parser.parse_args(argv)
     if arguments.format != "tflite" and arguments.batch_size is not None:

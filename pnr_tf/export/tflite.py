@@ -114,8 +114,9 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     int8 render after it agrees with float at SSIM 0.93, after a float encode 0.96; BENCHMARKS.md). ``signatures`` (default: all
     four; int8: serving_default, encode or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
-    without dynamic shapes the interpreter skips their shape arithmetic, which costs at batch 32 (the
-    int8 render model drew 16 poses twice as fast; BENCHMARKS.md). Batch-1 calibration requests are
+    the float32 models run as fast with a dynamic batch (their shapes are sized when the interpreter is
+    prepared; ``tflite_generator``), and the int8 render model drew 16 poses twice as fast with a fixed
+    batch before that was so (not measured since; BENCHMARKS.md). Batch-1 calibration requests are
     regrouped to that batch. An int8 serving_default model keeps its batch dynamic: TensorFlow 2.21's
     calibrator crashes on a fixed one.
     """
