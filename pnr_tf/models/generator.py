@@ -164,7 +164,6 @@ class PNRGenerator(keras.Model):
         A W of batch 1 is drawn in every pose of the batch: encode once, render many.
         """
         target_pose = tf.convert_to_tensor(target_pose)
-        batch_size = tf.shape(target_pose)[0]
         target_pose_rows = self.pose_encoder(target_pose, training=training)
         target_appearance = self.regression.predict(target_pose_rows, coefficients)
         height, width = target_pose.shape[1], target_pose.shape[2]
@@ -175,7 +174,7 @@ class PNRGenerator(keras.Model):
         else:
             height = (tf.shape(target_pose)[1] + 3) // 4
             width = (tf.shape(target_pose)[2] + 3) // 4
-            feature_map = tf.reshape(target_appearance, [batch_size, height, width, self.decoder.input_dim])
+            feature_map = tf.reshape(target_appearance, [tf.shape(target_pose)[0], height, width, self.decoder.input_dim])
         feature_map = tf.cast(feature_map, self.compute_dtype)
         return self.decoder(feature_map, training=training)
 
