@@ -84,16 +84,7 @@ def plain_convolution_rates(batch_size, repeats):
         features = random.standard_normal(shape).astype(np.float32)
         flops = 2.0 * batch_size * height * width * kernel_size * kernel_size * 256 * 256
         tf_seconds = median_seconds(lambda arrays: function(*arrays).numpy(), [features], repeats)
-        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function(tf.TensorSpec(shape, tf.float32))]).convert()
-        interpreter = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
-        interpreter.allocate_tensors()
-        input_index = interpreter.get_input_details()[0]["index"]
-
-        def run(arrays, interpreter=interpreter, input_index=input_index):
-            interpreter.set_tensor(input_index, arrays[0])
-            interpreter.invoke()
-
-        tflite_seconds = median_seconds(run, [features], repeats)
+        tflite_seconds = median_seconds(tflite_call(function, [tf.TensorSpec(shape, tf.float32)]), [features], repeats)
         yield f"conv {kernel_size}x{kernel_size} 256->256 on {shape}", flops / tf_seconds / 1e9, flops / tflite_seconds / 1e9
 
 
