@@ -31,6 +31,7 @@ from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.keypoints import visible_joints
+from pnr_tf.layers.regression import REGRESSION_SCOPE
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
 
 OUTPUT_NAME = "image"
@@ -38,10 +39,22 @@ VALID_NAME = "valid"
 COEFFICIENTS_NAME = "coefficients"
 NO_VISIBLE_SOURCE_JOINT = "every source image needs at least one visible keypoint (finite, inside the image)"
 NO_VISIBLE_TARGET_JOINT = "the target pose needs at least one visible keypoint (finite, inside the image)"
+NON_FINITE_COEFFICIENTS = "coefficients (the person's W from encode) must be finite: a NaN or an infinity draws no person"
 
 
 class InvalidPoseError(ValueError):
     """Keypoints the model cannot use; the message says which rule they break."""
+
+
+class InvalidCoefficientsError(ValueError):
+    """A person's W that cannot be drawn: wrong shape, or not finite."""
+
+
+def finite_coefficients(coefficients):
+    """(b, k, d) W -> (b,) bool: every value finite (TFLite builtin ops; kept float in int8 models)."""
+    with tf.name_scope(REGRESSION_SCOPE):
+        # |w| <= the largest float32 is false for NaN and for +-inf, and needs no IsFinite op.
+        return tf.reduce_all(tf.abs(coefficients) <= np.finfo(np.float32).max, axis=[1, 2])
 
 
 PIXEL_SCOPE = "pixel_conversion"  # the name scope of the uint8 <-> [-1, 1] conversions (kept float in int8 TFLite)
@@ -190,12 +203,18 @@ class PoseTransfer:
                 source_images = tf.identity(source_images)
         images = from_pixels(source_images)
         coefficients = self.generator.encode(images, self.heatmaps(source_keypoints), training=False)
-        return {COEFFICIENTS_NAME: coefficients, VALID_NAME: source_ok}
+        # A solve that failed (the regression's NaN policy) gives a W that draws nothing: not valid.
+        return {COEFFICIENTS_NAME: coefficients, VALID_NAME: source_ok & finite_coefficients(coefficients)}
 
     def render_function(self, coefficients, target_keypoints):
-        """(b or 1, k, d) W, (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}; a W of batch 1 takes every pose."""
+        """(b or 1, k, d) W, (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}; a W of batch 1 takes every pose.
+
+        A W holding a NaN or an infinity (a client's W is input like any other) fails the call, or
+        with ``validate`` off (TFLite) sets ``valid`` to 0: it would draw a black image.
+        """
         target_keypoints = tf.cast(target_keypoints, tf.float32)
         target_ok = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
+        coefficients_ok = finite_coefficients(coefficients)
         if self.validate:
             coefficient_batch, batch_size = tf.shape(coefficients)[0], tf.shape(target_keypoints)[0]
             checks = [
@@ -203,11 +222,13 @@ class PoseTransfer:
                 tf.debugging.Assert(tf.logical_or(tf.equal(coefficient_batch, 1), tf.equal(coefficient_batch, batch_size)),
                                     ["coefficients must have batch size 1 (one person, every pose) or the poses' batch size"]),
                 tf.debugging.Assert(tf.reduce_all(target_ok), [NO_VISIBLE_TARGET_JOINT]),
+                tf.debugging.Assert(tf.reduce_all(coefficients_ok), [NON_FINITE_COEFFICIENTS]),
             ]  # fmt: skip
             with tf.control_dependencies(checks):
                 coefficients = tf.identity(coefficients)
         image = self.generator.render(coefficients, self.heatmaps(target_keypoints), training=False)
-        return {OUTPUT_NAME: to_pixels(image), VALID_NAME: target_ok}
+        # (1,) or (b,) with (b,): one person's W answers for every pose.
+        return {OUTPUT_NAME: to_pixels(image), VALID_NAME: tf.logical_and(target_ok, coefficients_ok)}
 
     def _checked(self, source_images, source_keypoints, target_keypoints):
         image_shape = tf.shape(source_images)
@@ -277,7 +298,11 @@ class PoseTransfer:
         return self._encode_function(source_images, source_keypoints).numpy()
 
     def render(self, coefficients, target_keypoints, batch_size=32):
-        """W (1, k, d) from encode drawn in every pose of (T, 18, 2) keypoints -> (T, H, W, 3) uint8."""
+        """W (1, k, d) from encode drawn in every pose of (T, 18, 2) keypoints -> (T, H, W, 3) uint8.
+
+        Raises InvalidPoseError for a pose without a visible joint, InvalidCoefficientsError for a W
+        of the wrong shape or with a NaN or an infinity in it.
+        """
         target_keypoints = np.asarray(target_keypoints, np.float32)
         if target_keypoints.ndim != 3 or target_keypoints.shape[1:] != (NUM_JOINTS, 2):
             raise ValueError(f"target keypoints must be (poses, {NUM_JOINTS}, 2), got {target_keypoints.shape}")
@@ -285,9 +310,14 @@ class PoseTransfer:
         without = np.flatnonzero(~np.asarray(visible_joints(target_keypoints, height, width)).any(axis=-1))
         if len(without):
             raise InvalidPoseError(f"pose(s) {without.tolist()}: {NO_VISIBLE_TARGET_JOINT}")
+        coefficients = np.asarray(coefficients, np.float32)
+        expected = (1, self.generator.pose_encoder.pose_dim, self.generator.appearance_encoder.output_dim)
+        if coefficients.shape != expected:
+            raise InvalidCoefficientsError(f"coefficients must be one person's W of shape {expected} (from encode), got {coefficients.shape}")
+        if not np.isfinite(coefficients).all():
+            raise InvalidCoefficientsError(NON_FINITE_COEFFICIENTS)
         if self._render_function is None:
             self._render_function = tf.function(lambda *arguments: self.render_function(*arguments)[OUTPUT_NAME], reduce_retracing=True)
-        coefficients = np.asarray(coefficients, np.float32)
         return np.concatenate([
             self._render_function(coefficients, target_keypoints[start : start + batch_size]).numpy()
             for start in range(0, len(target_keypoints), batch_size)

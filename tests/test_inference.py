@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pnr_tf
+from pnr_tf.inference import InvalidCoefficientsError
 from pnr_tf.inference import InvalidPoseError
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.inference import fit_photo
@@ -118,3 +119,10 @@ def test_encode_once_render_many_equals_generating_each_pose(serving_generator):
         broken = target_keypoints.copy()
         broken[2] = np.nan
         model.render(person, broken)
+    for bad_value in (np.nan, np.inf):
+        broken_person = person.copy()
+        broken_person[0, 2, 3] = bad_value
+        with pytest.raises(InvalidCoefficientsError, match="must be finite"):
+            model.render(broken_person, target_keypoints)
+    with pytest.raises(InvalidCoefficientsError, match=r"shape \(1, 4, 16\)"):
+        model.render(person[:, :3], target_keypoints)

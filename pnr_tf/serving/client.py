@@ -160,12 +160,19 @@ class GeneratorClient:
         return self.predict({"source_images": images, "source_keypoints": keypoints}, "encode")["coefficients"]
 
     def render(self, coefficients, target_keypoints):
-        """W (1, k, d) from ``encode`` in each of (T, 18, 2) poses -> (T, H, W, 3) uint8 (one pose (18, 2) -> (H, W, 3))."""
+        """W (1, k, d) from ``encode`` in each of (T, 18, 2) poses -> (T, H, W, 3) uint8 (one pose (18, 2) -> (H, W, 3)).
+
+        A W with a NaN or an infinity raises ValueError here (the server refuses it too).
+        """
         keypoints = _keypoints(target_keypoints, 2, "target_keypoints")
         single = keypoints.ndim == 2
         coefficients = np.asarray(coefficients, np.float32)
         if coefficients.ndim == 2:
             coefficients = coefficients[np.newaxis]
+        if coefficients.ndim != 3:
+            raise ValueError(f"coefficients must be one person's W (1, k, d) from encode, got shape {coefficients.shape}")
+        if not np.isfinite(coefficients).all():
+            raise ValueError("coefficients (the person's W from encode) must be finite: a NaN or an infinity draws no person")
         image = self.predict({"coefficients": coefficients, "target_keypoints": keypoints[np.newaxis] if single else keypoints}, "render")["image"]
         return image[0] if single else image
 

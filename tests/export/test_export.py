@@ -243,6 +243,36 @@ def test_encode_and_render_signatures_equal_serving_default(saved_model_base, tf
     assert level_difference(frames, expected) <= 2
 
 
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_person_is_refused_by_the_saved_model_and_flagged_by_tflite(saved_model_base, tflite_models, bad_value):
+    images, source_keypoints, target_keypoints = random_serving_inputs(3, 1, seed=33)
+    loaded = tf.saved_model.load(str(saved_model_base / "1")).signatures
+    person = loaded["encode"](source_images=images[:1], source_keypoints=source_keypoints[:1])["coefficients"].numpy()
+    broken = person.copy()
+    broken[0, 1, 5] = bad_value  # one value of a client's W: without the check, an all-black image with valid = 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="coefficients .* must be finite"):
+        loaded["render"](coefficients=broken, target_keypoints=target_keypoints)
+    render = Interpreter(model_content=tflite_models["none"]).get_signature_runner("render")
+    assert render(coefficients=person, target_keypoints=target_keypoints)["valid"].tolist() == [True] * 3
+    assert render(coefficients=broken, target_keypoints=target_keypoints)["valid"].tolist() == [False] * 3
+
+
+def test_the_int8_render_model_flags_a_non_finite_person(serving_generator):
+    from pnr_tf.export.tflite import render_calibration_requests
+
+    requests = []
+    for seed in range(8):
+        images, source_keypoints, target_keypoints = random_serving_inputs(1, 1, seed=200 + seed)
+        requests.append({"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints})
+    calibration = render_calibration_requests(serving_generator, requests)
+    render = Interpreter(model_content=convert_to_tflite(serving_generator, "int8", calibration, signatures=["render"])).get_signature_runner("render")
+    person, target_keypoints = calibration[0]["coefficients"], np.repeat(calibration[0]["target_keypoints"], 2, axis=0)
+    assert render(coefficients=person, target_keypoints=target_keypoints)["valid"].tolist() == [True, True]
+    broken = person.copy()
+    broken[0, 0, 0] = np.nan
+    assert render(coefficients=broken, target_keypoints=target_keypoints)["valid"].tolist() == [False, False]
+
+
 def test_full_integer_tflite_is_calibrated_int8_and_stays_close_to_float(serving_generator, tflite_models):
     requests = []
     for seed in range(24):

@@ -240,3 +240,10 @@ def test_encode_once_and_render_many_over_grpc(server_address, local_model):
     )["image"].numpy()  # fmt: skip
     np.testing.assert_array_equal(frames, expected)
     np.testing.assert_array_equal(one, expected[3])
+    broken = person.copy()
+    broken[0, 0, 0] = np.inf
+    with GeneratorClient(server_address) as client:
+        with pytest.raises(ValueError, match="must be finite"):  # the client refuses before sending
+            client.render(broken, target_keypoints)
+        with pytest.raises(InvalidRequestError, match="INVALID_ARGUMENT: coefficients .* must be finite"):  # and so does the server
+            client.predict({"coefficients": broken, "target_keypoints": target_keypoints}, "render")
