@@ -2,12 +2,19 @@
 
 Importing the package registers every layer and model for ``keras.models.load_model``. It also
 imports TensorFlow, with its start-up messages filtered by TF_CPP_MIN_LOG_LEVEL (default 2 here;
-``pnr_tf.tensorflow_logging``), so every ``python -m pnr_tf.*`` command starts quietly.
+``pnr_tf.tensorflow_logging``), so every ``python -m pnr_tf.*`` command starts quietly, and with
+TensorFlow's oneDNN CPU kernels on (TF_ENABLE_ONEDNN_OPTS=1 unless set) on every x86 CPU.
 """
+
+import os
 
 from pnr_tf import tensorflow_logging
 
 tensorflow_logging.set_default_log_level()
+# TensorFlow turns its oneDNN CPU kernels on by itself only where the CPU has AVX-512 VNNI, BF16 or AMX.
+# Elsewhere (AVX2: AMD EPYC, older Xeons) its Eigen kernels trained market_cpu 3.3x slower (BENCHMARKS.md).
+# TF_ENABLE_ONEDNN_OPTS=0 turns them off; it must be set before TensorFlow is imported.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 with tensorflow_logging.quiet_startup():
     import tensorflow as _tensorflow
 
