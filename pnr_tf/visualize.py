@@ -5,6 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf.images import ImageFileError
+from pnr_tf.images import decode_rgb
 from pnr_tf.data.annotations import MISSING
 
 # OpenPose-18 bones (neck to the limbs, head) and one colour per bone, RGB.
@@ -62,12 +64,13 @@ def write_rgb(path, image):
 
 
 def read_rgb(path):
-    """A uint8 RGB image from a local path or a URI; FileNotFoundError when there is none to read."""
+    """A uint8 RGB image from a local path or a URI, sized from its header before it is decoded
+    (``pnr_tf.images``: EXIF orientation applied). FileNotFoundError when there is no file,
+    ``ImageFileError`` when it is a folder, empty, too large or no image."""
+    if files.is_dir(path):
+        raise ImageFileError(f"{path} is a folder, not an image file")
     try:
         data = files.read_bytes(path)
     except tf.errors.NotFoundError:
         raise FileNotFoundError(f"cannot read an image from {path}: no such file") from None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read an image from {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_rgb(data, str(path))

@@ -19,6 +19,7 @@ from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.make_pairs import has_torso
+from pnr_tf import images
 
 ON_BAD_SAMPLE = ("error", "skip")
 logger = logging.getLogger(__name__)
@@ -62,8 +63,15 @@ def image_problem(path, image_size=None):
     """
     if not files.is_file(path):
         return f"image file {path} does not exist"
+    data = files.read_bytes(path)
+    try:  # sized from its header first: a small file can decode to gigabytes
+        declared = images.check_size(data, "it")
+    except images.ImageFileError as error:
+        return f"image file {path} cannot be decoded: {error}"
+    if image_size is not None and tuple(declared) != tuple(image_size):
+        return f"image file {path} is {declared[0]}x{declared[1]} (HxW), expected {image_size[0]}x{image_size[1]}"
     try:
-        shape = decode_image_bytes(tf.constant(files.read_bytes(path))).shape
+        shape = decode_image_bytes(tf.constant(data)).shape
     except (tf.errors.OpError, ValueError) as error:
         reason = str(getattr(error, "message", error)).splitlines()[0]
         return f"image file {path} cannot be decoded (truncated or not an image: {reason})"
@@ -158,7 +166,7 @@ def _first_image_size(rows, image_dir):
     for _, target in rows:
         path = files.join(image_dir, target)
         if files.is_file(path) and image_problem(path) is None:
-            return tuple(decode_image_bytes(tf.constant(files.read_bytes(path))).shape[:2])
+            return images.image_size(files.read_bytes(path))
     return None
 
 

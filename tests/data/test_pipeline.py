@@ -16,6 +16,7 @@ from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.pipeline import tuple_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
+from tests.test_images import png_declaring
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +93,13 @@ def broken(tmp_path, synthetic):
     (data / "images" / names[0]).unlink()
     (data / "images" / names[1]).write_bytes(b"not a jpeg")
     cv2.imwrite(str(data / "images" / names[2]), np.zeros((100, 64, 3), np.uint8))
+    (data / "images" / names[5]).write_bytes(png_declaring(30000, 30000))  # decoded: 2.6 GB
     return data, names
 
 
 @pytest.mark.parametrize(
     "index, message",
-    [(0, "does not exist"), (1, "cannot be decoded"), (2, "is 100x64")],
+    [(0, "does not exist"), (1, "cannot be decoded"), (2, "is 100x64"), (5, "cannot be decoded: it is 30000 x 30000 pixels")],
 )
 def test_bad_images_stop_with_the_file_and_row(broken, index, message):
     data, names = broken
