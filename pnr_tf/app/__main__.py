@@ -16,12 +16,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pnr_tf.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="generator .keras file, training run directory or checkpoint")
     parser.add_argument("--poses", default=None, help="annotation file of images of the model's size, for the pose gallery")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only). 0.0.0.0 exposes the page, which has "
+                             "no login, to every network this machine is on; name the hosts it is reached by with --allowed-host")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name the page may be reached by, besides localhost, 127.0.0.1, [::1] and --host "
+                             "(repeatable; requests naming any other host get 400, which stops DNS rebinding)")  # fmt: skip
     parser.add_argument("--port", type=int, default=8000)
     arguments = parser.parse_args(argv)
 
     import uvicorn
 
+    from pnr_tf.app import allowed_hosts
     from pnr_tf.app import create_app
     from pnr_tf.app.service import PageService
     from pnr_tf.app.service import annotated_poses
@@ -38,8 +44,11 @@ def main(argv=None):
         service = PageService(model, PoseEstimator(), poses)
     except (FileNotFoundError, ValueError, DataFormatError, PoseModelsUnavailableError) as error:
         parser.exit(2, f"error: {error}\n")
-    print(f"serving the pose-transfer page on http://{arguments.host}:{arguments.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(create_app(service), host=arguments.host, port=arguments.port, log_level="warning")
+    hosts = allowed_hosts(arguments.host, arguments.allowed_host)
+    shown = "localhost" if arguments.host in ("0.0.0.0", "::", "[::]") else hosts[-1 - len(arguments.allowed_host)]
+    print(f"serving the pose-transfer page on http://{shown}:{arguments.port}/ (host names accepted: {', '.join(hosts)}; Ctrl-C stops)",
+          flush=True)  # fmt: skip
+    uvicorn.run(create_app(service, hosts), host=arguments.host, port=arguments.port, log_level="warning")
     return 0
 
 

@@ -7,9 +7,13 @@ import threading
 import cv2
 import numpy as np
 
+from pnr_tf.data.annotations import LARGEST_COORDINATE
 from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.make_pairs import has_torso
+from pnr_tf.images import ImageFileError
+from pnr_tf.images import ImageTooLargeError
+from pnr_tf.images import decode_rgb
 from pnr_tf.inference import InvalidPoseError
 from pnr_tf.inference import frame_person
 from pnr_tf.pose import PoseEstimationError
@@ -51,12 +55,12 @@ def decode_upload(text, name):
         raise RequestError(422, f"{name} is not base64-encoded image data") from None
     if not any(data.startswith(signature) for signature in IMAGE_SIGNATURES) or (data.startswith(b"RIFF") and data[8:12] != b"WEBP"):
         raise RequestError(415, f"{name} is not a JPEG, PNG or WebP image")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise RequestError(422, f"{name} cannot be decoded (a damaged or truncated image)")
-    if max(image.shape[:2]) > MAX_IMAGE_SIDE:
-        raise RequestError(413, f"{name} is {image.shape[1]} x {image.shape[0]} pixels; at most {MAX_IMAGE_SIDE} a side")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:  # sized from its header before anything is decoded: a small file can hold a huge image
+        return decode_rgb(data, name, MAX_IMAGE_SIDE * MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    except ImageTooLargeError as error:
+        raise RequestError(413, str(error)) from None
+    except ImageFileError as error:
+        raise RequestError(422, str(error)) from None
 
 
 def parse_keypoints(values, image_size):
@@ -67,10 +71,16 @@ def parse_keypoints(values, image_size):
     for index, point in enumerate(values):
         if point is None:
             continue
-        if not (isinstance(point, list) and len(point) == 2 and all(isinstance(value, (int, float)) for value in point)):
-            raise RequestError(422, f"target_keypoints[{index}]: expected [y, x] numbers or null")
+        # JSON true is a Python int, and a 400-digit integer overflows float32: both refused, like NaN.
+        if not (isinstance(point, list) and len(point) == 2 and all(_is_coordinate(value) for value in point)):
+            raise RequestError(422, f"target_keypoints[{index}]: expected [y, x] pixel numbers (at most {LARGEST_COORDINATE:,} in size) or null")
         keypoints[index] = point
     return keypoints
+
+
+def _is_coordinate(value):
+    # abs(NaN) <= x and abs(inf) <= x are false; a huge int compares without becoming a float.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= LARGEST_COORDINATE
 
 
 def built_in_poses(image_size, count=GALLERY_SIZE):

@@ -25,6 +25,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.pose import fetch
 from tests.helpers import reference_generate
+from tests.test_images import png_declaring
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 OUTPUT = REPOSITORY / "test-output"
@@ -79,9 +80,10 @@ def api(model, synthetic_root):
     thread.join(timeout=10)
 
 
-def post(address, payload):
+def post(address, payload, headers=None):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(f"{address}/api/generate", data=body, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(f"{address}/api/generate", data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -91,6 +93,10 @@ def post(address, payload):
 
 def data_url(path):
     return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def data_url_of(data):
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def decode(url):
@@ -122,6 +128,7 @@ def test_a_generation_equals_the_model_and_bad_requests_get_messages(api, model,
     _, expected = reference_generate(model.generator, crop.image[None, None], crop.keypoints[None, None], target[None])
     assert np.abs(decode(answer["image"]).astype(int) - expected[0].astype(int)).max() <= 1
     text = base64.b64encode(b"hello, not an image").decode()
+    bomb = data_url_of(png_declaring(30000, 30000))  # 2.6 GB decoded, a few hundred bytes sent
     huge = "A" * (MAX_IMAGE_BYTES * 4 // 3 + 8)
     cases = [
         ({"sources": [], "target_keypoints": target_list}, 422, "add at least one photo"),
@@ -129,13 +136,57 @@ def test_a_generation_equals_the_model_and_bad_requests_get_messages(api, model,
         ({"sources": [text], "target_keypoints": target_list}, 415, "photo 1 is not a JPEG, PNG or WebP image"),
         ({"sources": ["%%%"], "target_keypoints": target_list}, 422, "not base64"),
         ({"sources": [huge], "target_keypoints": target_list}, 413, "larger than 8 MB"),
+        ({"sources": [bomb], "target_keypoints": target_list}, 413, "photo 1 is 30000 x 30000 pixels; at most 4096 a side"),
+        ({"sources": [data_url_of(png_declaring(5000, 10))], "target_keypoints": target_list}, 413, "at most 4096 a side"),
         ({"sources": [data_url(photo_path)], "target_keypoints": [[1, 2]] * 3}, 422, "expected 18 [y, x] pairs"),
         ({"sources": [data_url(photo_path)], "target_keypoints": [None] * 18}, 422, "the target pose needs at least one visible keypoint"),
         (b"{not json", 400, "not JSON"),
+        (b'{"sources": [], "target_keypoints": ' + b"1" * 5000 + b"}", 400, "not JSON"),  # Python refuses > 4300 digits
+        (b"[" * 100_000 + b"]" * 100_000, 400, "not JSON"),
+        ({"sources": [data_url(photo_path)], "target_keypoints": [[10**400, 3]] + target_list[1:]}, 422, "target_keypoints[0]"),
+        ({"sources": [data_url(photo_path)], "target_keypoints": [[True, 3]] + target_list[1:]}, 422, "target_keypoints[0]"),
+        ({"sources": [data_url(photo_path)], "target_keypoints": [[float("nan"), 3]] + target_list[1:]}, 422, "target_keypoints[0]"),
     ]
     for payload, expected_status, message in cases:
         status, answer = post(address, payload)
         assert status == expected_status and message in answer["error"], (status, answer)
+
+
+def test_only_the_page_itself_may_generate(api, synthetic_root):
+    """Cross-site posts, DNS rebinding (a foreign Host) and form-like bodies are refused before any work."""
+    address, _ = api
+    photo_path = next((synthetic_root / "images").iterdir())
+    request = {"sources": [data_url(photo_path)], "target_keypoints": [None] * 18}
+    own_origin = address  # http://127.0.0.1:<port>
+    # A refused request never reaches the model: a valid-pose check would answer 422.
+    cases = [
+        ({"Origin": "http://evil.example"}, 403, "not accepted"),
+        ({"Origin": "null"}, 403, "not accepted"),
+        ({"Content-Type": "text/plain"}, 415, "application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, 415, "application/json"),
+        ({"Origin": own_origin}, 422, "the target pose needs"),  # the page's own origin passes on to the checks
+    ]
+    for headers, expected_status, message in cases:
+        status, answer = post(address, request, headers)
+        assert status == expected_status and message in answer["error"], (headers, status, answer)
+    for host in ("evil.example", "evil.example:80", "192.168.1.7"):  # DNS rebinding: the attacker's name in Host
+        for path, body in (("/api/generate", json.dumps(request).encode()), ("/api/poses", None), ("/", None)):
+            refused = urllib.request.Request(f"{address}{path}", data=body, headers={"Host": host, "Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as raised:
+                urllib.request.urlopen(refused, timeout=30)
+            assert raised.value.code == 400, (host, path)
+    with urllib.request.urlopen(urllib.request.Request(f"{address}/api/poses", headers={"Host": "localhost"}), timeout=30) as response:
+        assert response.status == 200
+
+
+def test_allowed_hosts_are_loopback_the_bound_address_and_the_named_ones():
+    from pnr_tf.app import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert allowed_hosts("0.0.0.0", ["studio.lan"]) == ["localhost", "127.0.0.1", "[::1]", "studio.lan"]
+    assert allowed_hosts("10.0.0.5") == ["localhost", "127.0.0.1", "[::1]", "10.0.0.5"]
+    assert allowed_hosts("fe80::1") == ["localhost", "127.0.0.1", "[::1]", "[fe80::1]"]
 
 
 @pytest.fixture(scope="module")
