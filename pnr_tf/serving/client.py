@@ -50,13 +50,20 @@ class DeadlineExceededError(ServingError, TimeoutError):
     """DEADLINE_EXCEEDED: no answer within the timeout."""
 
 
+class ServerBusyError(ServingError):
+    """RESOURCE_EXHAUSTED after every retry: the server holds as many requests as it takes, or the request is too large."""
+
+
 _ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
     grpc.StatusCode.FAILED_PRECONDITION: InvalidRequestError,
     grpc.StatusCode.NOT_FOUND: ModelNotFoundError,
     grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ServerBusyError,
 }
+# Worth another attempt after a pause: a server starting or restarting, or one that is full right now.
+_RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def _images(images, rank, name):
@@ -83,7 +90,8 @@ class GeneratorClient:
         model_name: the served model's name (TF-Serving's ``--model_name`` / models.config name).
         version: a specific version, or None for the newest the server has.
         timeout: seconds per call (the gRPC deadline), retries included.
-        max_retries: further attempts after UNAVAILABLE (server starting or restarting).
+        max_retries: further attempts after UNAVAILABLE (server starting or restarting) or
+            RESOURCE_EXHAUSTED (server full).
         retry_delay: seconds before the first retry; doubles each time.
     """
 
@@ -123,7 +131,9 @@ class GeneratorClient:
                 return method(request, timeout=max(remaining, 1e-3))
             except grpc.RpcError as error:
                 code = error.code()
-                retry = code == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries
+                # A message over the server's size limit is RESOURCE_EXHAUSTED too, and never succeeds later.
+                too_large = "larger than max" in (error.details() or "")
+                retry = code in _RETRIED and not too_large and attempt < self.max_retries
                 if retry and deadline - time.monotonic() > delay:
                     time.sleep(delay)
                     delay *= 2

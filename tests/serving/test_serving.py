@@ -247,3 +247,92 @@ def test_encode_once_and_render_many_over_grpc(server_address, local_model):
             client.render(broken, target_keypoints)
         with pytest.raises(InvalidRequestError, match="INVALID_ARGUMENT: coefficients .* must be finite"):  # and so does the server
             client.predict({"coefficients": broken, "target_keypoints": target_keypoints}, "render")
+
+
+def declared_only(dtype, shape):
+    """A TensorProto that declares a shape and carries no values (TensorFlow would fill it with zeros)."""
+    proto = tf.make_tensor_proto(np.zeros((0,), dtype))
+    proto.tensor_shape.Clear()
+    for size in shape:
+        proto.tensor_shape.dim.add().size = size
+    return proto
+
+
+def raw_predict(address, inputs, signature="serving_default"):
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "pnr"
+    request.model_spec.signature_name = signature
+    for name, proto in inputs.items():
+        request.inputs[name].CopyFrom(proto if isinstance(proto, tensor_pb2.TensorProto) else tf.make_tensor_proto(proto))
+    with grpc.insecure_channel(address) as channel:
+        try:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        except grpc.RpcError as error:
+            return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
+
+
+def resident_megabytes():
+    return int(next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_declared_sizes_are_checked_before_anything_is_allocated(saved_model_base):
+    """Tiny requests that declare huge tensors, too many photos or values that do not fit get INVALID_ARGUMENT, nothing allocated."""
+    server, port, servicer = serve(saved_model_base, port=0, host="127.0.0.1", max_batch=8, max_sources=4)
+    address = f"127.0.0.1:{port}"
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, 2, seed=51)
+    good = {"source_image": images[:, 0], "source_keypoints": source_keypoints[:, 0], "target_keypoints": target_keypoints}
+    try:
+        before = resident_megabytes()
+        cases = [
+            ({**good, "source_image": declared_only(np.uint8, (20000, 16, 8, 3))}, "serving_default", "a batch of 20000 examples exceeds"),
+            ({**good, "source_image": declared_only(np.uint8, (10**12, 16, 8, 3))}, "serving_default", "exceeds this server's maximum"),
+            ({**good, "source_image": declared_only(np.uint8, (2, 10**9, 8, 3))}, "serving_default", "must have shape"),
+            ({"source_images": declared_only(np.uint8, (1, 5000, 16, 8, 3)), "source_keypoints": declared_only(np.float32, (1, 5000, 18, 2)),
+              "target_keypoints": target_keypoints[:1]}, "multi_shot", "5000 source photos per example exceed this server's maximum of 4"),
+            ({"source_images": images[:, :0], "source_keypoints": source_keypoints[:, :0], "target_keypoints": target_keypoints},
+             "multi_shot", "at least one source image is needed"),
+            ({"coefficients": declared_only(np.float32, (10**6, 4, 16)), "target_keypoints": target_keypoints}, "render", "people in coefficients"),
+        ]  # fmt: skip
+        short_content = tf.make_tensor_proto(images[:, 0])
+        short_content.tensor_content = short_content.tensor_content[:-5]
+        cases.append(({**good, "source_image": short_content}, "serving_default", "bytes"))
+        for inputs, signature, message in cases:
+            code, details = raw_predict(address, inputs, signature)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and message in details, (message, code, details)
+        assert resident_megabytes() - before < 50  # nothing the size of the declared tensors was made
+        # gRPC itself refuses a message beyond the largest request the limits allow, before parsing it.
+        assert servicer.max_request_bytes() < 1024 * 1024
+        code, details = raw_predict(address, {**good, "source_image": np.zeros((2, 16, 8, 3 * 20000), np.uint8)})
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        with GeneratorClient(address) as client:  # and goes on serving
+            np.testing.assert_array_equal(client.predict(good)["image"].shape, (2, 16, 8, 3))
+    finally:
+        server.stop(grace=None)
+
+
+def listening_addresses(port):
+    """Local addresses (hex, as /proc/net/tcp* writes them) with a socket listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if int(hex_port, 16) == port and state == "0A":  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket table")
+def test_the_dev_server_binds_this_machine_only_by_default(saved_model_base):
+    server, port, _ = serve(saved_model_base, port=0)
+    try:
+        addresses = listening_addresses(port)
+        # 127.0.0.1, on its own or as IPv6's ::ffff:127.0.0.1; not 0.0.0.0 (00000000) or [::] (all zeros)
+        assert addresses and set(addresses) <= {"0100007F", "0000000000000000FFFF00000100007F"}, addresses
+    finally:
+        server.stop(grace=None)
