@@ -239,7 +239,10 @@ def parse_override(text):
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"an override key is section.key, got {key!r}")
-    return parts, yaml.safe_load(raw)
+    try:
+        return parts, yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{key.strip()}: the value {raw!r} is not valid YAML ({getattr(error, 'problem', None) or error})") from None
 
 
 def load_config(path=None, overrides=()):
@@ -248,9 +251,18 @@ def load_config(path=None, overrides=()):
     if path is not None:
         from pnr_tf import files
 
+        if files.is_dir(path):
+            raise ConfigError(f"config file {path} is a folder, not a YAML file")
         if not files.is_file(path):
             raise ConfigError(f"config file {path} does not exist")
-        values = yaml.safe_load(files.read_text(path)) or {}
+        try:
+            values = yaml.safe_load(files.read_text(path)) or {}
+        except yaml.YAMLError as error:
+            where = getattr(error, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise ConfigError(f"{path} is not valid YAML{line}: {getattr(error, 'problem', None) or error}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a UTF-8 text file") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: a config is a mapping of sections")
     for override in overrides:

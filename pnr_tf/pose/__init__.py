@@ -65,8 +65,15 @@ class PoseEstimator:
         self.model = BlazePose(paths["pose_detection.tflite"], paths["pose_landmark_full.tflite"], num_threads)
 
     def estimate(self, photo, name="the photo"):
-        """The 18 keypoints of the largest person in an RGB uint8 photo; PoseEstimationError when there is none."""
-        photo = np.ascontiguousarray(photo, np.uint8)
+        """The 18 keypoints of the largest person in an RGB uint8 photo; PoseEstimationError when there is none.
+
+        Only uint8 pixels are taken: a float image in [0, 1] or a 16-bit one cast to uint8 would be
+        black or wrapped, and its keypoints silently wrong. Convert first (e.g. ``(image * 255).round().astype(np.uint8)``).
+        """
+        photo = np.asarray(photo)
+        if photo.dtype != np.uint8:
+            raise PoseEstimationError(f"{name}: expected uint8 RGB pixels (0-255), got {photo.dtype} values; convert them to uint8 first")
+        photo = np.ascontiguousarray(photo)
         if photo.ndim != 3 or photo.shape[2] != 3:
             raise PoseEstimationError(f"{name}: expected an RGB image, got an array of shape {photo.shape}")
         if min(photo.shape[:2]) < SMALLEST_SIDE:

@@ -94,6 +94,10 @@ def test_no_person_too_small_and_several_people_are_told(estimator, shared_data,
         estimator.estimate(np.full((128, 64, 3), 128, np.uint8), "blank.png")
     with pytest.raises(PoseEstimationError, match="tiny.png is 30 x 20 pixels: too small"):
         estimator.estimate(np.full((30, 20, 3), 128, np.uint8), "tiny.png")
+    # Floats in [0, 1] or 16-bit pixels are not cast silently (they would be black or wrapped).
+    for dtype in (np.float32, np.float64, np.uint16, np.int64):
+        with pytest.raises(PoseEstimationError, match=f"photo.png: expected uint8 RGB pixels \\(0-255\\), got {np.dtype(dtype).name}"):
+            estimator.estimate(np.full((128, 64, 3), 0.5, dtype), "photo.png")
     photo = read_rgb(next((shared_data / "market_subset" / "images").iterdir()))
     # Two detections, the second larger: the one used is the larger, and the user is told.
     small = blazepose.Detection(0.9, np.zeros(4), np.array([[32.0, 70.0], [32.0, 60.0], [0, 0], [0, 0]]))

@@ -1,5 +1,6 @@
 """Typed configs: YAML, overrides, validation errors that name the key, the train CLI's dry run."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def test_overrides_are_parsed_as_yaml_values():
         ("train.row_keep_probability=0", "train.row_keep_probability"),
         ("model.norm=null", "model.norm must not be null"),
         ("train.batch_size", "section.key=value"),
+        ("model.p=[1", "model.p: the value '\\[1' is not valid YAML"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(override, message):
@@ -85,3 +87,18 @@ def test_cli_rejects_bad_config_with_exit_code_2(capsys):
         train_main(["--set", "train.bogus=1", "--dry-run"])
     assert exit_info.value.code == 2
     assert "unknown key train.bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("model:\n  p: [1\n", "is not valid YAML \\(line 3\\)"), ("model: {p: 1}\n\tbad: tab\n", "is not valid YAML"), ("- 1\n- 2\n", "a config is a mapping")],
+)
+def test_a_malformed_yaml_file_is_one_error_line(tmp_path, capsys, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--config", str(path), "--dry-run"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.count("\n") == 1 and re.search(message, error), error
+    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+        load_config(tmp_path)
