@@ -6,6 +6,7 @@ may be a URI. Object stores have no append and no atomic rename of folders: ``ap
 the file there, and whole-file writes go through a temporary name only on local disks.
 """
 
+import os
 import posixpath
 import re
 
@@ -98,6 +99,19 @@ def append_line(path, line):
     makedirs(parent(path))
     with open(path, "a", encoding="utf-8") as file:
         file.write(line.rstrip("\n") + "\n")
+
+
+def same_file(first, second):
+    """Whether two local paths name one file (links and relative spellings included); URIs by their text."""
+    if is_remote(first) or is_remote(second):
+        return str(first) == str(second)
+    first, second = os.path.realpath(first), os.path.realpath(second)
+    if first == second:
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def remove_tree(path):

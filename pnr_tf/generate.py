@@ -19,6 +19,7 @@ outside the photo is missing; every source photo and the target pose need at lea
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ANIMATION_SUFFIXES = (".gif", ".mp4")
 
 
+def frame_paths(path, count):
+    """Where write_frames puts ``count`` frames: the animation itself, or numbered files beside ``path``."""
+    path = Path(path)
+    if path.suffix.lower() in ANIMATION_SUFFIXES:
+        return [path]
+    return [path.with_name(f"{path.stem}_{index:03d}{path.suffix}") for index in range(count)]
+
+
 def write_frames(path, frames, fps):
     """Several images: numbered files beside ``path`` (out_000.png, ...), or one animation (.gif, .mp4); returns the paths."""
     import cv2
@@ -72,10 +81,34 @@ def write_frames(path, frames, fps):
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         writer.release()
         return [path]
-    paths = [path.with_name(f"{path.stem}_{index:03d}{path.suffix}") for index in range(len(frames))]
+    paths = frame_paths(path, len(frames))
     for frame, frame_path in zip(frames, paths):
         write_rgb(frame_path, frame)
     return paths
+
+
+def check_outputs(outputs, inputs):
+    """ValueError when an output path is an input (it would be overwritten) or another output; outputs: {option: path}."""
+    from pnr_tf.files import same_file
+
+    named = [(option, path) for option, path in outputs.items() if path is not None]
+    for index, (option, path) in enumerate(named):
+        if os.path.isdir(path):
+            raise ValueError(f"{option} {path} is a folder: give an image file name")
+        for input_option, input_path in inputs:
+            if same_file(path, input_path):
+                raise ValueError(f"{option} {path} is the {input_option} file: it would be overwritten; choose another output name")
+        for other_option, other in named[:index]:
+            if same_file(path, other):
+                raise ValueError(f"{option} and {other_option} are the same file ({path})")
+
+
+def input_files(arguments):
+    """(option, path) of every file generate reads."""
+    inputs = [("--model", arguments.model), ("--annotations", arguments.annotations), ("--pose-sequence", arguments.pose_sequence)]
+    for option in ("source", "source_keypoints", "target_keypoints", "target_pose_of"):
+        inputs += [(f"--{option.replace('_', '-')}", path) for path in getattr(arguments, option)]
+    return [(option, path) for option, path in inputs if path is not None]
 
 
 def pose_sequence(path, first_photo, image_size):
@@ -117,6 +150,10 @@ def main(argv=None):
         parser.error(f"--out {arguments.out}: the file name must end in {', '.join(IMAGE_SUFFIXES + ANIMATION_SUFFIXES)}")
     if arguments.fps <= 0:
         parser.error("--fps must be positive")
+    try:
+        check_outputs({"--out": arguments.out, "--grid": arguments.grid, "--framed": arguments.framed}, input_files(arguments))
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
 
     import numpy as np
 
@@ -174,6 +211,8 @@ def main(argv=None):
         person = model.encode(source_images, source_keypoints)
         frames = model.render(person, np.stack(targets))
 
+        if len(frames) > 1:  # numbered frames beside --out: none may be an input either
+            check_outputs({f"frame {index}": path for index, path in enumerate(frame_paths(arguments.out, len(frames)))}, input_files(arguments))
         Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
         if len(frames) == 1 and Path(arguments.out).suffix.lower() in IMAGE_SUFFIXES:
             write_rgb(arguments.out, frames[0])

@@ -155,6 +155,12 @@ def test_exports_never_replace_a_file_silently(serving_generator, tmp_path, caps
     # Without --version a SavedModel export is the next version: it never clobbers one.
     assert export_main(["--model", str(run), "--format", "saved_model", "--out", str(out)]) == 0
     assert sorted(path.name for path in (out / "pnr").iterdir()) == ["3", "4"]
+    (tmp_path / "a_file").write_text("not a folder")
+    for export_format in ("keras", "saved_model", "tflite"):
+        with pytest.raises(SystemExit) as exit_info:
+            export_main(["--model", str(run), "--format", export_format, "--out", str(tmp_path / "a_file")])
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error == f"error: --out {tmp_path / 'a_file'} is a file; the export is written into a folder (it is created if absent)\n"
 
 
 def test_a_truncated_keras_file_is_reported_as_such(tiny_model_run, tmp_path, capsys):

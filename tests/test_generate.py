@@ -162,3 +162,44 @@ def test_a_pose_sequence_is_rendered_from_one_encoding_into_frames_or_an_animati
     while capture.read()[0]:
         count += 1
     assert count == 4
+
+
+def test_outputs_never_overwrite_inputs_and_bad_files_are_one_line(tiny_model_run, synthetic_root, tmp_path, capsys):
+    run_dir, _ = tiny_model_run
+    annotations = read_annotations(synthetic_root / "annotations.csv")
+    source, target = read_pairs(synthetic_root / "pairs-test.csv")[0]
+    photo = tmp_path / "me.png"
+    write_rgb(photo, read_rgb(synthetic_root / "images" / source))
+    (tmp_path / "me.json").write_text(json.dumps(annotations[source].tolist()))
+    (tmp_path / "pose.json").write_text(json.dumps(annotations[target].tolist()))
+    original = photo.read_bytes()
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    common = ["--model", str(run_dir), "--source-keypoints", str(tmp_path / "me.json"), "--target-keypoints", str(tmp_path / "pose.json")]
+    cases = [
+        (["--source", str(photo), "--out", str(photo)], "--out .*me.png is the --source file: it would be overwritten"),
+        (["--source", str(photo), "--out", str(tmp_path / "." / "me.png")], "is the --source file"),  # another spelling
+        (["--source", str(photo), "--out", str(tmp_path / "out.png"), "--grid", str(photo)], "--grid .* is the --source file"),
+        (["--source", str(photo), "--out", str(tmp_path / "out.png"), "--framed", str(tmp_path / "out.png")], "--framed and --out are the same file"),
+        (["--source", str(photo), "--out", str(tmp_path / "folder.png")], "--out .*folder.png is a folder"),
+        (["--source", str(tmp_path / "empty.jpg"), "--out", str(tmp_path / "out.png")], "empty.jpg is empty"),
+        (["--source", str(tmp_path), "--out", str(tmp_path / "out.png")], "is a folder, not an image file"),
+    ]  # fmt: skip
+    for arguments, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            generate_main([*common, *arguments])
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+        assert __import__("re").search(message, error), (message, error)
+    assert photo.read_bytes() == original and not (tmp_path / "out.png").exists()
+    # The photo whose pose is the target is an input too, and so are the numbered frames of a pose sequence.
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(["--model", str(run_dir), "--source", str(synthetic_root / "images" / source), "--annotations",
+                       str(synthetic_root / "annotations.csv"), "--target-pose-of", str(photo), "--out", str(photo)])  # fmt: skip
+    assert exit_info.value.code == 2 and "is the --target-pose-of file" in capsys.readouterr().err
+    (tmp_path / "walk.json").write_text(json.dumps([annotations[target].tolist()] * 2))
+    write_rgb(tmp_path / "clip_001.png", read_rgb(photo))
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(["--model", str(run_dir), "--source", str(tmp_path / "clip_001.png"), "--source-keypoints", str(tmp_path / "me.json"),
+                       "--pose-sequence", str(tmp_path / "walk.json"), "--out", str(tmp_path / "clip.png")])  # fmt: skip
+    assert exit_info.value.code == 2 and "frame 1 " in capsys.readouterr().err and not (tmp_path / "clip_000.png").exists()

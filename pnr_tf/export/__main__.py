@@ -91,6 +91,11 @@ def main(argv=None):
     if arguments.format != "saved_model" and arguments.version is not None:
         parser.error("--version applies to --format saved_model only")
 
+    from pnr_tf import files
+
+    if files.exists(arguments.out) and not files.is_dir(arguments.out):
+        parser.exit(2, f"error: --out {arguments.out} is a file; the export is written into a folder (it is created if absent)\n")
+
     from pnr_tf.export import export_keras
     from pnr_tf.export import export_saved_model
     from pnr_tf.export import export_tflite
