@@ -292,6 +292,34 @@ def check_data_paths(config, mode=None):
             raise ConfigError(f"{key}: {path} does not exist (data.root is {config.data.root!r})")
 
 
+# What a checkpoint and its run's data depend on, besides every model.* key: resuming with another value
+# would continue other weights, read images at another size, or move held-out people into training.
+_RUN_DATA_KEYS = ("data.image_height", "data.image_width", "data.heatmap_sigma", "data.dataset", "data.validation_identities",
+                  "data.test_identities")  # fmt: skip
+
+
+def resume_changes(run_config, config):
+    """{key: (value in the run, value now)} of the keys a resumed run may change (train.*, loss.*, other data.*).
+
+    Raises ConfigError naming every key it may not: model.*, the data contract (image size, heatmap
+    sigma, dataset convention, held-out fractions), train.seed when people are held out (it chose
+    them), and the switches that change what a checkpoint holds (mixed precision, a weight average).
+    """
+    before, now = to_dict(run_config), to_dict(config)
+    changed = {f"{section}.{name}": (before[section][name], now[section][name])
+               for section in now for name in now[section] if before[section][name] != now[section][name]}  # fmt: skip
+    holds_out = run_config.data.validation_identities > 0 or run_config.data.test_identities > 0
+    refused = [key for key in changed if key.startswith("model.") or key in _RUN_DATA_KEYS or key == "train.mixed_precision"
+               or (key == "train.seed" and holds_out) or (key == "train.ema_decay" and (0 in changed[key]))]  # fmt: skip
+    if refused:
+        described = "; ".join(f"{key}: {changed[key][0]!r} in the run, {changed[key][1]!r} now" for key in refused)
+        raise ConfigError(
+            f"the run was trained with another model or data ({described}). A checkpoint resumes only with the settings that made "
+            "it: drop these changes to resume, or train into a new --output-dir"
+        )
+    return changed
+
+
 def to_dict(config):
     return dataclasses.asdict(config)
 

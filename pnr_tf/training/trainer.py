@@ -36,6 +36,8 @@ import tensorflow as tf
 from pnr_tf import files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import check_data_paths
+from pnr_tf.config import load_config
+from pnr_tf.config import resume_changes
 from pnr_tf.config import to_yaml
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
@@ -210,6 +212,10 @@ class Trainer:
     def __init__(self, config, output_dir, strategy=None, random_vgg=False):
         self.config = config
         self.output_dir = str(output_dir)  # a local path or a URI (gs://, ram://): pnr_tf.files
+        # Before anything is built: a run resumes only with the model and data it was trained with.
+        self.config_changes = {}
+        if tf.train.latest_checkpoint(self.path("checkpoints")) and files.is_file(self.path("config.yaml")):
+            self.config_changes = resume_changes(load_config(self.path("config.yaml")), config)
         self.strategy = strategy or make_strategy(config.train.collective_timeout_seconds)
         self.chief = is_chief(self.strategy)
         train = config.train
@@ -463,6 +469,8 @@ class Trainer:
             "devices": [device.name for device in tf.config.list_logical_devices()],
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            # Settings this start changed from the run's config.yaml: {key: [before, now]}.
+            "config_changes": {key: list(values) for key, values in self.config_changes.items()},
         }
 
     def fit(self, samples=None):
@@ -508,6 +516,8 @@ class Trainer:
         start = self.step
         if self.restored_from:
             print(f"resumed from {self.restored_from} at step {start}", file=sys.stderr)
+            for key, (before, now) in self.config_changes.items():
+                print(f"  changed since the last start: {key} {before!r} -> {now!r}", file=sys.stderr)
         try:
             preview = self._preview_batch(samples)
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError) as error:

@@ -166,3 +166,37 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing_of_i
         trainer.fit()
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
     assert not (tmp_path / "generator.keras").exists()
+
+
+def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_recorded(four_step_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    from pnr_tf.config import load_config
+    from pnr_tf.train import main as train_main
+
+    run = tmp_path / "run"
+    shutil.copytree(four_step_run.output, run)
+    config_path = str(run / "config.yaml")  # the run's own resolved config: resuming with it changes nothing
+    cases = [
+        (["model.p=2"], ["model.p: 1 in the run, 2 now"]),
+        (["model.base_filters=8", "model.norm=instance"], ["model.base_filters: 4 in the run, 8 now", "model.norm: 'batch' in the run, 'instance' now"]),
+        (["data.image_height=64"], ["data.image_height: 128 in the run, 64 now"]),
+        (["data.heatmap_sigma=3"], ["data.heatmap_sigma: 6.0 in the run, 3.0 now"]),
+        (["train.mixed_precision=true"], ["train.mixed_precision: False in the run, True now"]),
+    ]  # fmt: skip
+    before = (run / "config.yaml").read_text()
+    for overrides, messages in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            train_main(["--config", config_path, "--output-dir", str(run), *[f"--set={value}" for value in overrides]])
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+        assert all(message in error for message in messages) and "new --output-dir" in error, error
+    assert (run / "config.yaml").read_text() == before  # nothing rewritten
+    # train.* (and loss.*) may change: the resumed run says so and records it with its start.
+    changed = load_config(config_path, ["train.num_steps=6", "train.learning_rate=0.001"])
+    resumed = Trainer(changed, run)
+    assert resumed.step == 4
+    assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001)}
+    record = json.loads(json.dumps(resumed.session_record()))
+    assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001]}
