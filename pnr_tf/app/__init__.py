@@ -12,7 +12,6 @@ sends one, is the page's own (415 / 403 otherwise), so another web site open in 
 cannot drive it, directly or through DNS rebinding. Bodies are read no further than the size limit.
 """
 
-import json
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -28,6 +27,7 @@ from pnr_tf.app.service import MAX_IMAGE_BYTES
 from pnr_tf.app.service import MAX_SOURCES
 from pnr_tf.app.service import PageService  # noqa: F401  (part of this package's API)
 from pnr_tf.app.service import RequestError
+from pnr_tf.data.annotations import parse_json
 
 PAGE = Path(__file__).with_name("page.html")
 # Base64 adds a third; a little room for the JSON around the images.
@@ -80,11 +80,10 @@ async def limited_body(request, limit=MAX_REQUEST_BYTES):
     return bytes(body)
 
 
-def parse_json(body):
+def request_json(body):
     try:
-        return json.loads(body)
-    # ValueError: also an integer of more than 4300 digits; RecursionError: arrays nested thousands deep.
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return parse_json(body)
+    except ValueError:  # UnicodeDecodeError is one too
         raise RequestError(400, "the request is not JSON") from None
 
 
@@ -103,7 +102,7 @@ def create_app(service, hosts=LOOPBACK_HOSTS):
             problem = request_problem(request)
             if problem is not None:
                 raise RequestError(*problem)
-            payload = parse_json(await limited_body(request))
+            payload = request_json(await limited_body(request))
             return JSONResponse(await run_in_threadpool(service.generate, payload))
         except RequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)

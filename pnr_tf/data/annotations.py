@@ -45,6 +45,15 @@ def is_distractor(name):
 LARGEST_COORDINATE = 1_000_000
 
 
+def parse_json(text):
+    """json.loads for untrusted text: every way it can fail is a ValueError (bad syntax, an integer of
+    more than 4300 digits, which Python refuses, and nesting deeper than the interpreter can follow)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 class Annotations(dict):
     """name -> (18, 2) int32 keypoints (y, x); ``skipped`` lists the lines left out (on_bad_sample="skip")."""
 
@@ -90,9 +99,9 @@ def _parse_annotation_line(path, line_number, line):
         raise DataFormatError(f"{path}:{line_number}: expected 'name:[y...]:[x...]', got {line[:80]!r}")
     name = parts[0].strip()
     try:
-        rows = json.loads(parts[1])
-        columns = json.loads(parts[2])
-    except json.JSONDecodeError as error:
+        rows = parse_json(parts[1])
+        columns = parse_json(parts[2])
+    except ValueError as error:
         raise DataFormatError(f"{path}:{line_number}: keypoint lists are not JSON ({error})") from None
     if not (_is_int_list(rows) and _is_int_list(columns)):
         raise DataFormatError(f"{path}:{line_number}: expected two lists of {NUM_JOINTS} integers for {name!r}")
@@ -131,7 +140,7 @@ def read_name_rows(path, num_columns=None):
     if not rows:
         raise DataFormatError(f"{path}: empty file, expected a header such as 'from,to'")
     header = [cell.strip() for cell in rows[0]]
-    if header[-1] != "to" or not all(cell.startswith("from") for cell in header[:-1]):
+    if not header or header[-1] != "to" or not all(cell.startswith("from") for cell in header[:-1]):
         raise DataFormatError(f"{path}:1: expected a header 'from,to' or 'from_0,...,to', got {','.join(header)!r}")
     width = num_columns or len(header)
     if width < 2 or len(header) != width:
@@ -179,16 +188,19 @@ def write_tuples(path, tuples):
 def read_keypoints_json(path):
     """(18, 2) float32 (y, x) keypoints from a JSON file holding 18 [y, x] pairs, -1 for a missing joint."""
     try:
-        values = json.loads(files.read_text(path))
+        values = parse_json(files.read_text(path))
     except tf.errors.NotFoundError:
         raise FileNotFoundError(f"keypoint file {path} does not exist") from None
-    except json.JSONDecodeError as error:
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    except ValueError as error:
         raise DataFormatError(f"{path}: not JSON ({error})") from None
     if isinstance(values, dict) and "keypoints" in values:
         values = values["keypoints"]
     try:
-        keypoints = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # a coordinate beyond float32 becomes inf: outside the image, a missing joint
+            keypoints = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         keypoints = None
     if keypoints is None or keypoints.shape != (NUM_JOINTS, 2):
         raise DataFormatError(f"{path}: expected {NUM_JOINTS} [y, x] pairs (-1 for a missing joint)")
