@@ -70,8 +70,8 @@ def _format_shape(signature_shape):
 def readable(message):
     """An in-graph check's own message, without TensorFlow's "Graph execution error", node and stack text."""
     match = re.search(r"assertion failed: \[(.*?)\](?:\s*\[\[|\s*$|\n)", message)
-    if match:  # tf.debugging.Assert
-        return match.group(1)
+    if match:  # tf.debugging.Assert; assert_positive and friends add "] [Condition ...] [x = ] [0" after the message
+        return match.group(1).split("] [", 1)[0].strip()
     lines = [line.strip() for line in message.splitlines()]
     for index, line in enumerate(lines):
         if " [Condition " in line:  # assert_positive and friends: "message [Condition ...]"

@@ -192,3 +192,11 @@ def test_a_folder_missing_some_outputs_is_an_error_unless_allowed_and_then_repor
     assert "3 of 10 pairs MISSING" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "allowed" / "metrics.json").read_text())
     assert metrics["num_pairs"] == 7 and metrics["num_missing"] == 3 and len(metrics["missing_pairs"]) == 3
+    # An empty output file among them is one error line naming it, not a traceback.
+    source, target = pairs[0]
+    (folder / f"{source}___{target}.png").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main([*common, "--allow-missing", "--out", str(tmp_path / "empty")])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.startswith("error: ") and message.count("\n") == 1
+    assert f"{source}___{target}.png is empty (0 bytes)" in message

@@ -336,3 +336,13 @@ def test_the_dev_server_binds_this_machine_only_by_default(saved_model_base):
         assert addresses and set(addresses) <= {"0100007F", "0000000000000000FFFF00000100007F"}, addresses
     finally:
         server.stop(grace=None)
+
+
+def test_in_graph_check_messages_are_read_without_graph_text(saved_model_base):
+    from pnr_tf.serving.dev_server import readable
+
+    multi_shot = tf.saved_model.load(str(saved_model_base / "1")).signatures["multi_shot"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:  # what TF-Serving itself would run for M = 0
+        multi_shot(source_images=np.zeros((2, 0, 16, 8, 3), np.uint8), source_keypoints=np.zeros((2, 0, 18, 2), np.float32),
+                   target_keypoints=np.full((2, 18, 2), 3.0, np.float32))  # fmt: skip
+    assert readable(raised.value.message) == "at least one source image is needed."
