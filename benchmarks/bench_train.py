@@ -30,7 +30,7 @@ from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import load_generator
 from pnr_tf.training.trainer import Trainer
-from pnr_tf.training.trainer import load_samples
+from pnr_tf.data.run_splits import load_samples
 from pnr_tf.training.validation import Validator
 
 REPOSITORY = Path(__file__).resolve().parents[1]

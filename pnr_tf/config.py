@@ -103,7 +103,7 @@ class TrainConfig:
     collective_timeout_seconds: float = 600.0
     report_decoded_files: bool = False
     validate_every: int = 500
-    validation_size: int = 256  # pairs of data.validation_pairs scored (the first N); 0: all
+    validation_size: int = 256  # validation pairs scored, spread evenly over the held-out ones; 0: all
     max_checkpoints: int = 3
 
 

@@ -19,21 +19,15 @@ from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import tuple_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
-
-
-def pose_picture(heatmaps):
-    """(H, W, 18) heatmaps -> a grey (H, W, 3) picture in [-1, 1]."""
-    return np.repeat(heatmaps.max(axis=-1, keepdims=True), 3, axis=-1) * 2 - 1
+from pnr_tf.visualize import panel_grid
+from pnr_tf.visualize import pose_picture
+from pnr_tf.visualize import write_rgb
 
 
 def save_grid(path, batch, generated):
-    """One row per example: source | target pose | generated | target, as a PNG."""
-    rows = []
-    for index in range(len(generated)):
-        panels = [batch["source_image"][index, 0], pose_picture(batch["target_pose"][index]), generated[index], batch["target_image"][index]]
-        rows.append(np.concatenate(panels, axis=1))
-    grid = ((np.concatenate(rows, axis=0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    cv2.imwrite(str(path), cv2.resize(grid[..., ::-1], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    """One row per example: source | target pose | generated | target, as a PNG twice the size."""
+    grid = panel_grid([batch["source_image"][:, 0], pose_picture(batch["target_pose"]), generated, batch["target_image"]])
+    write_rgb(path, cv2.resize(grid, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
 
 
 def run_demo(output_dir, seed=0):

@@ -35,7 +35,7 @@ def main(argv=None):
     from pnr_tf.data.annotations import DataFormatError
     from pnr_tf.data.pipeline import BadSampleError
     from pnr_tf.ops.packed_cholesky import KernelUnavailableError
-    from pnr_tf.training.trainer import RunDirectoryBusyError
+    from pnr_tf.training.run_directory import RunDirectoryBusyError
     from pnr_tf.training.trainer import Trainer  # imported late: --dry-run and config errors stay fast
 
     try:

@@ -51,6 +51,23 @@ def labelled_rows(rows, labels=None, gap=2):
     return np.concatenate(padded, axis=0)[:-gap] if gap else np.concatenate(padded, axis=0)
 
 
+def pose_picture(heatmaps):
+    """(..., H, W, 18) heatmaps -> (..., H, W, 3) grey pictures in [-1, 1], for grids."""
+    heatmaps = np.asarray(heatmaps)
+    return np.repeat(np.max(heatmaps, axis=-1, keepdims=True), 3, axis=-1) * 2.0 - 1.0
+
+
+def to_pixels(images):
+    """[-1, 1] float images -> uint8 pixels, rounded."""
+    return ((np.asarray(images, np.float64) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def panel_grid(columns):
+    """Equal-length lists of (H, W, 3) images in [-1, 1] -> one uint8 picture, one row per example, the columns side by side."""
+    rows = np.concatenate([np.asarray(column, np.float32) for column in columns], axis=2)
+    return to_pixels(np.concatenate(list(rows), axis=0))
+
+
 def write_rgb(path, image):
     """Writes a uint8 RGB picture (PNG or JPEG by the extension) to a local path or a URI (pnr_tf.files)."""
     suffix = "." + str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""

@@ -10,7 +10,7 @@ import numpy as np
 from pnr_tf.data.annotations import LARGEST_COORDINATE
 from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
-from pnr_tf.data.make_pairs import has_torso
+from pnr_tf.data.pairs import has_torso
 from pnr_tf.images import ImageFileError
 from pnr_tf.images import ImageTooLargeError
 from pnr_tf.images import decode_rgb

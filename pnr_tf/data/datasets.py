@@ -1,8 +1,7 @@
 """The field's two benchmarks and their conventions: Market-1501 (128 x 64) and DeepFashion In-shop (256 x 176).
 
 Each convention says how an image's identity is read from its name (pairs are drawn within one
-identity, held-out splits never share one), which images a pair may use, the image size and
-heatmap width of the published setting, the file names the field distributes, and what the
+identity, held-out splits never share one), the image size of the published setting, and what the
 evaluation protocol scores (PATN's scripts: mask-SSIM is Market-only) with the published numbers.
 """
 
@@ -11,16 +10,12 @@ import dataclasses
 import numpy as np
 
 from pnr_tf.data.annotations import MISSING
-from pnr_tf.data.annotations import SHOULDERS_AND_HIPS
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetConvention:
     name: str
     image_size: tuple  # (height, width) of the published setting
-    heatmap_sigma: float  # pixels, PATN's pose maps (its cords_to_map default, for both datasets)
-    annotation_files: dict  # split -> the field's file name
-    pair_files: dict
     mask_ssim: bool  # PATN scores mask-SSIM / mask-IS on Market only
     published: dict  # method -> {metric: value}, printed beside ours by evaluate
 
@@ -32,18 +27,10 @@ class DatasetConvention:
     def is_distractor(self, name):
         return self.name == "market" and self.identity_of(name) in ("-1", "0000")
 
-    def usable(self, keypoints):
-        """Both shoulders and both hips detected: PATN's pair filter, for both datasets (DeepFashion's
-        full-body shots pass it, its back views included; every image of the shared sample does)."""
-        return bool(np.all(np.asarray(keypoints)[list(SHOULDERS_AND_HIPS)] != MISSING))
-
 
 MARKET = DatasetConvention(
     name="market",
     image_size=(128, 64),
-    heatmap_sigma=6.0,
-    annotation_files={"train": "market-annotation-train.csv", "test": "market-annotation-test.csv"},
-    pair_files={"train": "market-pairs-train.csv", "test": "market-pairs-test.csv"},
     mask_ssim=True,
     published={  # SPEC.md: the paper's Table 1 / Table 2
         "paper: pNR (LAD)": {"is": 3.631, "ssim": 0.305, "mask_is": 3.796, "mask_ssim": 0.807},
@@ -54,9 +41,6 @@ MARKET = DatasetConvention(
 DEEPFASHION = DatasetConvention(
     name="deepfashion",
     image_size=(256, 176),
-    heatmap_sigma=6.0,
-    annotation_files={"train": "fasion-annotation-train.csv", "test": "fasion-annotation-test.csv"},  # sic: the field's spelling
-    pair_files={"train": "fasion-pairs-train.csv", "test": "fasion-pairs-test.csv"},
     mask_ssim=False,
     published={  # IS / SSIM at 256 x 176 as published: PATN (CVPR 2019, Table 1, with PG2 and Def-GAN), XingGAN (ECCV 2020)
         "published: PG2": {"is": 3.090, "ssim": 0.762},

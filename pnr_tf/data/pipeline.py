@@ -18,7 +18,7 @@ from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
-from pnr_tf.data.make_pairs import has_torso
+from pnr_tf.data.pairs import has_torso
 from pnr_tf import images
 
 ON_BAD_SAMPLE = ("error", "skip")
@@ -44,14 +44,22 @@ class SampleSet:
     def __len__(self):
         return len(self.target_paths)
 
+    def spread(self, count):
+        """At most ``count`` rows, evenly spaced over the set (pair files are ordered by identity: the
+        first rows would be a few people only)."""
+        if count >= len(self):
+            return self
+        return self.rows(np.unique(np.linspace(0, len(self) - 1, count).round().astype(int)))
+
     def shard(self, count, index):
         """Rows index, index + count, ...: one input pipeline's share, taken before anything is decoded."""
-        if count == 1:
-            return self
-        rows = slice(index, None, count)
+        return self if count == 1 else self.rows(np.arange(index, len(self), count))
+
+    def rows(self, indices):
+        """The rows at ``indices``, as a SampleSet."""
         return dataclasses.replace(
-            self, source_paths=self.source_paths[rows], source_keypoints=self.source_keypoints[rows],
-            target_paths=self.target_paths[rows], target_keypoints=self.target_keypoints[rows],
+            self, source_paths=[self.source_paths[index] for index in indices], source_keypoints=self.source_keypoints[indices],
+            target_paths=[self.target_paths[index] for index in indices], target_keypoints=self.target_keypoints[indices],
         )  # fmt: skip
 
 

@@ -10,8 +10,8 @@ from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.annotations import write_annotations
 from pnr_tf.data.annotations import write_tuples
 from pnr_tf.data.make_pairs import main as make_pairs_main
-from pnr_tf.data.make_pairs import make_pairs
-from pnr_tf.data.make_pairs import make_tuples
+from pnr_tf.data.pairs import make_pairs
+from pnr_tf.data.pairs import make_tuples
 
 
 def test_full_market_annotation_files_parse_with_known_rows(shared_data):

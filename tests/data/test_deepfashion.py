@@ -9,7 +9,7 @@ from pnr_tf.data.datasets import DEEPFASHION
 from pnr_tf.data.datasets import MARKET
 from pnr_tf.data.datasets import crop_deepfashion
 from pnr_tf.data.datasets import guess_convention
-from pnr_tf.data.make_pairs import make_pairs
+from pnr_tf.data.pairs import make_pairs
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
 

@@ -8,7 +8,7 @@ import numpy as np
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
-from pnr_tf.data.make_pairs import has_torso
+from pnr_tf.data.pairs import has_torso
 from pnr_tf.data.synthetic import main
 from pnr_tf.data.synthetic import write_synthetic_dataset
 

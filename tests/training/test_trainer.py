@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 import pnr_tf  # noqa: F401  (registers the layers for load_model)
+from pnr_tf.training import schedule
 from pnr_tf.training.trainer import Trainer
-from pnr_tf.training.trainer import load_samples
+from pnr_tf.data.run_splits import load_samples
 from tests.helpers import tiny_training_config
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -95,8 +96,9 @@ def five_steps(synthetic_root, tmp_path_factory):
 
 def test_adversarial_terms_wait_for_the_warm_up_then_ramp_in(five_steps):
     trainer, history = five_steps.trainer, five_steps.history
-    assert [trainer.adversarial_scale(step) for step in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert trainer.loss_weights(2) == {"l1": 10.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
+    loss = trainer.config.loss
+    assert [schedule.adversarial_scale(loss, step) for step in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert schedule.loss_weights(loss, 2) == {"l1": 10.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
     warm_up, ramped = history[1].metrics, history[2].metrics
     assert set(warm_up) == {"l1", "generator_total"} and warm_up["generator_total"] == pytest.approx(10 * warm_up["l1"], rel=1e-6)
     assert changed(history[0].weights[0], history[1].weights[0])
@@ -168,7 +170,7 @@ def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
     from pnr_tf.data.annotations import identity_of
     from pnr_tf.data.annotations import read_pairs
     from pnr_tf.data.synthetic import write_synthetic_dataset
-    from pnr_tf.training.trainer import split_pair_files
+    from pnr_tf.data.run_splits import split_pair_files
 
     write_synthetic_dataset(tmp_path / "data", num_identities=10, images_per_identity=3, seed=2)
     config = tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2})
@@ -181,3 +183,14 @@ def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
     assert set().union(*({tuple(row) for row in read_pairs(path)} for path in paths.values())) == everything
     samples = load_samples(config, paths["train"])
     assert {identity_of(path.rsplit("/", 1)[1]) for path in samples.target_paths} == identities["train"]
+    # train.validation_size: at most that many validation pairs, spread over every held-out person.
+    from pnr_tf.data.run_splits import run_samples
+
+    validation_rows = read_pairs(paths["validation"])
+    _, every = run_samples(tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2},
+                                                train={"validation_size": 0}), tmp_path / "run")  # fmt: skip
+    _, some = run_samples(tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2},
+                                               train={"validation_size": 4}), tmp_path / "run")  # fmt: skip
+    assert len(every) == len(validation_rows) > 4 and len(some) == 4
+    assert {identity_of(path.rsplit("/", 1)[1]) for path in some.target_paths} == identities["validation"]
+    assert [path.rsplit("/", 1)[1] for path in some.target_paths] == [validation_rows[0][1], *[path.rsplit("/", 1)[1] for path in some.target_paths[1:-1]], validation_rows[-1][1]]

@@ -1,0 +1,89 @@
+"""A training run's data: the built-in dataset written when asked for, people held out by identity, samples.
+
+``run_samples`` is what a run trains and validates on: the pair file (or, unsupervised, single
+images) minus the identities ``data.validation_identities`` / ``test_identities`` hold out, and the
+validation pairs (``data.validation_pairs``, else the held-out validation people), at most
+``train.validation_size`` of them, spread evenly over the file.
+"""
+
+import sys
+
+from pnr_tf import files
+from pnr_tf.config import check_data_paths
+from pnr_tf.data.annotations import read_annotations
+from pnr_tf.data.annotations import read_pairs
+from pnr_tf.data.annotations import write_pairs
+from pnr_tf.data.datasets import convention
+from pnr_tf.data.pairs import has_torso
+from pnr_tf.data.pairs import split_rows_by_identity
+from pnr_tf.data.pipeline import pair_samples
+from pnr_tf.data.pipeline import single_image_samples
+from pnr_tf.data.synthetic import write_synthetic_dataset
+
+
+def prepare_data(config):
+    """Writes the built-in synthetic dataset when the config asks for it and it is absent; checks the data paths."""
+    data = config.data
+    missing_split = data.validation_pairs and not files.is_file(data.path(data.validation_pairs))
+    if data.synthetic and (not files.is_file(data.path(data.annotation_file)) or missing_split):
+        write_synthetic_dataset(data.root, data.synthetic_identities, data.synthetic_images_per_identity, seed=config.train.seed,
+                                dataset=data.dataset)  # fmt: skip
+        print(f"wrote the built-in synthetic dataset to {data.root}", file=sys.stderr)
+    check_data_paths(config)
+
+
+def load_samples(config, pairs_file=None, identities=None):
+    """Training samples: pairs (supervised, or any explicit pairs_file) or single images (unsupervised).
+
+    pairs_file is a path (not resolved against data.root; default data.pairs_file under it);
+    identities restricts unsupervised single images to those people (the training split).
+    """
+    data = config.data
+    size = (data.image_height, data.image_width)
+    if config.train.mode == "unsupervised" and pairs_file is None:
+        names = None
+        if identities is not None:
+            annotations = read_annotations(data.path(data.annotation_file))
+            identity_of = convention(data.dataset).identity_of
+            names = sorted(name for name, points in annotations.items() if identity_of(name) in identities and has_torso(points))
+        return single_image_samples(data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample, names)
+    return pair_samples(
+        pairs_file or data.path(data.pairs_file), data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample
+    )
+
+
+def split_pair_files(config, output_dir, write=True):
+    """{split: pair file path} after holding identities out (data.validation_identities / test_identities).
+
+    Without held-out identities: {"train": data.pairs_file}. The split is seeded by train.seed, so
+    every worker and every resumed run computes the same one; only the chief writes the files
+    (``write``), under <output_dir>/split/.
+    """
+    data = config.data
+    if not (data.validation_identities or data.test_identities):
+        return {"train": data.path(data.pairs_file)}
+    rows = read_pairs(data.path(data.pairs_file))
+    splits = split_rows_by_identity(rows, data.validation_identities, data.test_identities, config.train.seed, convention(data.dataset))
+    paths = {name: files.join(output_dir, "split", f"pairs-{name}.csv") for name, split_rows in splits.items() if split_rows}
+    if write:
+        for name, path in paths.items():
+            write_pairs(path, splits[name])
+    return paths
+
+
+def run_samples(config, output_dir, write_splits=True):
+    """(training SampleSet, validation SampleSet or None) of a run, its data prepared and split first."""
+    data = config.data
+    prepare_data(config)
+    split_paths = split_pair_files(config, output_dir, write=write_splits)
+    unsupervised = config.train.mode == "unsupervised"
+    identities = None
+    if unsupervised and ("validation" in split_paths or "test" in split_paths):
+        identities = {convention(data.dataset).identity_of(row[-1]) for row in read_pairs(split_paths["train"])}
+    samples = load_samples(config, None if unsupervised else split_paths["train"], identities)
+    path = data.path(data.validation_pairs) if data.validation_pairs else split_paths.get("validation")
+    if path is None:
+        return samples, None
+    validation = pair_samples(path, data.path(data.annotation_file), data.path(data.image_dir), (data.image_height, data.image_width),
+                              data.on_bad_sample)  # fmt: skip
+    return samples, validation.spread(config.train.validation_size) if config.train.validation_size else validation

@@ -1,0 +1,35 @@
+"""The adversarial schedule: reconstruction only for a warm-up, then the adversarial terms ramped in.
+
+Every function takes the number of completed steps and describes the step after it.
+"""
+
+from pnr_tf.training.gan_step import Phases
+
+
+def adversarial_scale(loss, step):
+    """Factor on the adversarial weights (``loss``: a LossConfig): 0 in warm-up, then a linear ramp to 1."""
+    if step < loss.adversarial_warmup_steps:
+        return 0.0
+    if loss.adversarial_ramp_steps == 0:
+        return 1.0
+    return min(1.0, (step - loss.adversarial_warmup_steps + 1) / loss.adversarial_ramp_steps)
+
+
+def phases(loss, step, unsupervised=False):
+    """Which discriminators take part (D_A needs a source that is not the target: not unsupervised)."""
+    adversarial = adversarial_scale(loss, step) > 0
+    return Phases(
+        appearance=adversarial and loss.gan_appearance_weight > 0 and not unsupervised,
+        pose=adversarial and loss.gan_pose_weight > 0,
+    )
+
+
+def loss_weights(loss, step):
+    """{term: weight} of the generator loss."""
+    scale = adversarial_scale(loss, step)
+    return {
+        "l1": loss.l1_weight,
+        "perceptual": loss.perceptual_weight,
+        "gan_appearance": scale * loss.gan_appearance_weight,
+        "gan_pose": scale * loss.gan_pose_weight,
+    }
