@@ -30,6 +30,7 @@ import tensorflow as tf
 from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
+from pnr_tf.data.keypoints import has_visible_joint
 from pnr_tf.data.keypoints import visible_joints
 from pnr_tf.layers.regression import REGRESSION_SCOPE
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
@@ -37,6 +38,11 @@ from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of th
 OUTPUT_NAME = "image"
 VALID_NAME = "valid"
 COEFFICIENTS_NAME = "coefficients"
+EMPTY_BATCH = "the batch is empty: send at least one example"
+NO_SOURCE_IMAGE = "at least one source image is needed"
+SOURCE_SHAPES_DIFFER = "source images and source keypoints must have the same batch size and number of sources"
+TARGET_BATCH_DIFFERS = "source images and target keypoints must have the same batch size"
+COEFFICIENT_BATCH = "coefficients must have batch size 1 (one person, every pose) or the poses' batch size"
 NO_VISIBLE_SOURCE_JOINT = "every source image needs at least one visible keypoint (finite, inside the image)"
 NO_VISIBLE_TARGET_JOINT = "the target pose needs at least one visible keypoint (finite, inside the image)"
 NON_FINITE_COEFFICIENTS = "coefficients (the person's W from encode) must be finite: a NaN or an infinity draws no person"
@@ -77,9 +83,8 @@ def pose_problems(source_keypoints, target_keypoints, image_size):
 
     source_keypoints (b, M, 18, 2), target_keypoints (b, 18, 2), NumPy.
     """
-    height, width = image_size
-    sources = np.asarray(visible_joints(np.asarray(source_keypoints, np.float32), height, width)).any(axis=-1)
-    targets = np.asarray(visible_joints(np.asarray(target_keypoints, np.float32), height, width)).any(axis=-1)
+    sources = has_visible_joint(source_keypoints, image_size)
+    targets = has_visible_joint(target_keypoints, image_size)
     problems = []
     for example, (source_ok, target_ok) in enumerate(zip(sources, targets)):
         if not source_ok.all():
@@ -155,11 +160,26 @@ class PoseTransfer:
     def heatmaps(self, keypoints):
         return keypoints_to_heatmaps(keypoints, *self.image_size, self.contract.heatmap_sigma)
 
-    def valid(self, source_keypoints, target_keypoints):
-        """(b,) bool: every source and the target have a visible joint."""
-        source_ok = tf.reduce_all(tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1), axis=-1)
-        target_ok = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
-        return source_ok & target_ok
+    def visible(self, keypoints):
+        """(..., 18, 2) -> (...,) bool: at least one joint is visible (finite, inside the image): the one keypoint rule."""
+        return tf.reduce_any(visible_joints(keypoints, *self.image_size), axis=-1)
+
+    def _checked(self, tensor, conditions):
+        """``tensor``, after in-graph checks of (condition, message) pairs: a failed one fails the call with
+        INVALID_ARGUMENT and its message. With ``validate`` off (TFLite) the tensor as it is."""
+        if not self.validate:
+            return tensor
+        with tf.control_dependencies([tf.debugging.Assert(condition, [message]) for condition, message in conditions]):
+            return tf.identity(tensor)
+
+    def _source_conditions(self, source_images, source_keypoints, sources_ok):
+        image_shape, keypoint_shape = tf.shape(source_images), tf.shape(source_keypoints)
+        return [
+            (tf.reduce_all(tf.equal(image_shape[:2], keypoint_shape[:2])), SOURCE_SHAPES_DIFFER),
+            (image_shape[0] > 0, EMPTY_BATCH),
+            (image_shape[1] > 0, NO_SOURCE_IMAGE),
+            (tf.reduce_all(sources_ok), NO_VISIBLE_SOURCE_JOINT),
+        ]
 
     def single_shot(self, source_image, source_keypoints, target_keypoints):
         """(b, H, W, 3) uint8, (b, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
@@ -174,15 +194,19 @@ class PoseTransfer:
         """(b, M, H, W, 3) uint8, (b, M, 18, 2), (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}."""
         source_keypoints = tf.cast(source_keypoints, tf.float32)
         target_keypoints = tf.cast(target_keypoints, tf.float32)
-        valid = self.valid(source_keypoints, target_keypoints)
-        if self.validate:
-            source_images, source_keypoints, target_keypoints = self._checked(source_images, source_keypoints, target_keypoints)
+        sources_ok = tf.reduce_all(self.visible(source_keypoints), axis=-1)
+        target_ok = self.visible(target_keypoints)
+        source_images = self._checked(source_images, [
+            *self._source_conditions(source_images, source_keypoints, sources_ok),
+            (tf.equal(tf.shape(source_images)[0], tf.shape(target_keypoints)[0]), TARGET_BATCH_DIFFERS),
+            (tf.reduce_all(target_ok), NO_VISIBLE_TARGET_JOINT),
+        ])  # fmt: skip
         inputs = {
             "source_image": from_pixels(source_images),
             "source_pose": self.heatmaps(source_keypoints),
             "target_pose": self.heatmaps(target_keypoints),
         }
-        return {OUTPUT_NAME: to_pixels(self.generator(inputs, training=False)), VALID_NAME: valid}
+        return {OUTPUT_NAME: to_pixels(self.generator(inputs, training=False)), VALID_NAME: sources_ok & target_ok}
 
     def encode_function(self, source_images, source_keypoints):
         """(b, M, H, W, 3) uint8, (b, M, 18, 2) -> {"coefficients": (b, k, d) float32 W, "valid": (b,) bool}.
@@ -190,21 +214,11 @@ class PoseTransfer:
         W is the person without the pose: render it in any number of poses without encoding again.
         """
         source_keypoints = tf.cast(source_keypoints, tf.float32)
-        source_ok = tf.reduce_all(tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1), axis=-1)
-        if self.validate:
-            checks = [
-                tf.debugging.assert_equal(tf.shape(source_images)[:2], tf.shape(source_keypoints)[:2],
-                                          message="source images and source keypoints must have the same batch size and number of sources"),
-                tf.debugging.assert_positive(tf.shape(source_images)[0], message="the batch is empty: send at least one example"),
-                tf.debugging.assert_positive(tf.shape(source_images)[1], message="at least one source image is needed"),
-                tf.debugging.Assert(tf.reduce_all(source_ok), [NO_VISIBLE_SOURCE_JOINT]),
-            ]  # fmt: skip
-            with tf.control_dependencies(checks):
-                source_images = tf.identity(source_images)
-        images = from_pixels(source_images)
-        coefficients = self.generator.encode(images, self.heatmaps(source_keypoints), training=False)
+        sources_ok = tf.reduce_all(self.visible(source_keypoints), axis=-1)
+        source_images = self._checked(source_images, self._source_conditions(source_images, source_keypoints, sources_ok))
+        coefficients = self.generator.encode(from_pixels(source_images), self.heatmaps(source_keypoints), training=False)
         # A solve that failed (the regression's NaN policy) gives a W that draws nothing: not valid.
-        return {COEFFICIENTS_NAME: coefficients, VALID_NAME: source_ok & finite_coefficients(coefficients)}
+        return {COEFFICIENTS_NAME: coefficients, VALID_NAME: sources_ok & finite_coefficients(coefficients)}
 
     def render_function(self, coefficients, target_keypoints):
         """(b or 1, k, d) W, (b, 18, 2) -> {"image": (b, H, W, 3) uint8, "valid": (b,) bool}; a W of batch 1 takes every pose.
@@ -213,44 +227,18 @@ class PoseTransfer:
         with ``validate`` off (TFLite) sets ``valid`` to 0: it would draw a black image.
         """
         target_keypoints = tf.cast(target_keypoints, tf.float32)
-        target_ok = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
+        target_ok = self.visible(target_keypoints)
         coefficients_ok = finite_coefficients(coefficients)
-        if self.validate:
-            coefficient_batch, batch_size = tf.shape(coefficients)[0], tf.shape(target_keypoints)[0]
-            checks = [
-                tf.debugging.assert_positive(batch_size, message="the batch is empty: send at least one example"),
-                tf.debugging.Assert(tf.logical_or(tf.equal(coefficient_batch, 1), tf.equal(coefficient_batch, batch_size)),
-                                    ["coefficients must have batch size 1 (one person, every pose) or the poses' batch size"]),
-                tf.debugging.Assert(tf.reduce_all(target_ok), [NO_VISIBLE_TARGET_JOINT]),
-                tf.debugging.Assert(tf.reduce_all(coefficients_ok), [NON_FINITE_COEFFICIENTS]),
-            ]  # fmt: skip
-            with tf.control_dependencies(checks):
-                coefficients = tf.identity(coefficients)
+        coefficient_batch, batch_size = tf.shape(coefficients)[0], tf.shape(target_keypoints)[0]
+        coefficients = self._checked(coefficients, [
+            (batch_size > 0, EMPTY_BATCH),
+            (tf.logical_or(tf.equal(coefficient_batch, 1), tf.equal(coefficient_batch, batch_size)), COEFFICIENT_BATCH),
+            (tf.reduce_all(target_ok), NO_VISIBLE_TARGET_JOINT),
+            (tf.reduce_all(coefficients_ok), NON_FINITE_COEFFICIENTS),
+        ])  # fmt: skip
         image = self.generator.render(coefficients, self.heatmaps(target_keypoints), training=False)
         # (1,) or (b,) with (b,): one person's W answers for every pose.
         return {OUTPUT_NAME: to_pixels(image), VALID_NAME: tf.logical_and(target_ok, coefficients_ok)}
-
-    def _checked(self, source_images, source_keypoints, target_keypoints):
-        image_shape = tf.shape(source_images)
-        keypoint_shape = tf.shape(source_keypoints)
-        batch_size = tf.shape(target_keypoints)[0]
-        source_visible = tf.reduce_any(visible_joints(source_keypoints, *self.image_size), axis=-1)
-        target_visible = tf.reduce_any(visible_joints(target_keypoints, *self.image_size), axis=-1)
-        checks = [
-            tf.debugging.assert_equal(
-                image_shape[:2], keypoint_shape[:2],
-                message="source images and source keypoints must have the same batch size and number of sources",
-            ),
-            tf.debugging.assert_equal(
-                image_shape[0], batch_size, message="source images and target keypoints must have the same batch size"
-            ),
-            tf.debugging.assert_positive(image_shape[0], message="the batch is empty: send at least one example"),
-            tf.debugging.assert_positive(image_shape[1], message="at least one source image is needed"),
-            tf.debugging.Assert(tf.reduce_all(source_visible), [NO_VISIBLE_SOURCE_JOINT]),
-            tf.debugging.Assert(tf.reduce_all(target_visible), [NO_VISIBLE_TARGET_JOINT]),
-        ]  # fmt: skip
-        with tf.control_dependencies(checks):
-            return tf.identity(source_images), tf.identity(source_keypoints), tf.identity(target_keypoints)
 
     # NumPy -------------------------------------------------------------------------------------
 
@@ -306,8 +294,7 @@ class PoseTransfer:
         target_keypoints = np.asarray(target_keypoints, np.float32)
         if target_keypoints.ndim != 3 or target_keypoints.shape[1:] != (NUM_JOINTS, 2):
             raise ValueError(f"target keypoints must be (poses, {NUM_JOINTS}, 2), got {target_keypoints.shape}")
-        height, width = self.image_size
-        without = np.flatnonzero(~np.asarray(visible_joints(target_keypoints, height, width)).any(axis=-1))
+        without = np.flatnonzero(~has_visible_joint(target_keypoints, self.image_size))
         if len(without):
             raise InvalidPoseError(f"pose(s) {without.tolist()}: {NO_VISIBLE_TARGET_JOINT}")
         coefficients = np.asarray(coefficients, np.float32)

@@ -52,6 +52,12 @@ def visible_joints(keypoints, height, width):
     return (rows >= 0) & (columns >= 0) & (rows < height) & (columns < width)
 
 
+def has_visible_joint(keypoints, image_size):
+    """NumPy (..., 18, 2) keypoints -> (...,) bool: at least one joint is visible, the rule every
+    source and target pose must pass (``PoseTransfer.visible`` is the same in the graph)."""
+    return np.asarray(visible_joints(np.asarray(keypoints, np.float32), *image_size)).any(axis=-1)
+
+
 def _polygon_mask(vertex_rows, vertex_columns, shape):
     """Pixels (r, c) inside a polygon by the crossing-number rule at integer pixel centres.
 

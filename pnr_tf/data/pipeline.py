@@ -17,6 +17,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
+from pnr_tf.data.keypoints import has_visible_joint
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.pairs import has_torso
 from pnr_tf import images
@@ -137,7 +138,7 @@ def build_sample_set(rows, annotations, image_dir, image_size=None, on_bad_sampl
         for name in (*sources, target):
             if name not in annotations:
                 problem = f"{name!r} is not in the annotation file"
-            elif not _has_visible_joint(annotations[name], height, width):
+            elif not has_visible_joint(annotations[name], (height, width)):
                 problem = f"{name!r} has no keypoint inside the {height}x{width} image (an empty pose teaches nothing)"
             else:
                 problem = checker.problem(name)
@@ -187,11 +188,6 @@ def _first_row_problem(row, annotations, image_dir):
         if problem:
             return problem
     return "its images cannot be read"
-
-
-def _has_visible_joint(keypoints, height, width):
-    keypoints = np.asarray(keypoints)
-    return bool(np.any((keypoints[:, 0] >= 0) & (keypoints[:, 1] >= 0) & (keypoints[:, 0] < height) & (keypoints[:, 1] < width)))
 
 
 def pair_samples(pairs_file, annotation_file, image_dir, image_size=None, on_bad_sample="error"):

@@ -345,4 +345,4 @@ def test_in_graph_check_messages_are_read_without_graph_text(saved_model_base):
     with pytest.raises(tf.errors.InvalidArgumentError) as raised:  # what TF-Serving itself would run for M = 0
         multi_shot(source_images=np.zeros((2, 0, 16, 8, 3), np.uint8), source_keypoints=np.zeros((2, 0, 18, 2), np.float32),
                    target_keypoints=np.full((2, 18, 2), 3.0, np.float32))  # fmt: skip
-    assert readable(raised.value.message) == "at least one source image is needed."
+    assert readable(raised.value.message) == "at least one source image is needed"
