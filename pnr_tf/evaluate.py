@@ -18,7 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from pnr_tf.data.annotations import DataFormatError
+from pnr_tf.data.pipeline import BadSampleError
 from pnr_tf.evaluation.baselines import BASELINES
+from pnr_tf.evaluation.job import EvaluationJob
+from pnr_tf.evaluation.job import run_evaluation
 
 
 def parse_num_sources(text):
@@ -61,12 +65,6 @@ def build_parser():
     return parser
 
 
-def resolve(root, name):
-    from pnr_tf.files import join
-
-    return join(root, name)
-
-
 def main(argv=None):
     parser = build_parser()
     arguments = parser.parse_args(argv)
@@ -78,131 +76,12 @@ def main(argv=None):
         parser.error("--baseline scores pairs (--pairs)")
     if arguments.limit is not None and arguments.limit < 1:
         parser.error("--limit must be >= 1")
-
-    from pnr_tf import files
-    from pnr_tf.config import load_config
-    from pnr_tf.data.annotations import DataFormatError
-    from pnr_tf.data.annotations import read_annotations
-    from pnr_tf.data.annotations import read_pairs
-    from pnr_tf.data.annotations import read_tuples
-    from pnr_tf.data.datasets import convention
-    from pnr_tf.data.datasets import guess_convention
-    from pnr_tf.data.pipeline import BadSampleError
-    from pnr_tf.data.pipeline import build_sample_set
-    from pnr_tf.evaluation import evaluate
-    from pnr_tf.inference import PoseTransfer
-    from pnr_tf.models.loading import locate_model
-
     try:
-        run_config, model = None, None
-        if arguments.model:
-            # The model first: a broken file is reported as such, whatever the data arguments say.
-            model = PoseTransfer.load(arguments.model)
-            config_path = files.join(locate_model(arguments.model).run_dir, "config.yaml")
-            run_config = load_config(config_path) if files.is_file(config_path) else None
-        root = arguments.data_root or (run_config.data.root if run_config else "data/synthetic")
-        annotation_path = resolve(root, arguments.annotations)
-        image_dir = resolve(root, arguments.image_dir)
-        if not files.is_file(annotation_path):
-            raise FileNotFoundError(f"annotation file {annotation_path} does not exist (set --data-root / --annotations)")
-        annotations = read_annotations(annotation_path)
-        out_dir = arguments.out or (files.join(locate_model(arguments.model).run_dir, "evaluation") if arguments.model else "evaluation")
-        if arguments.dataset != "auto":
-            dataset = convention(arguments.dataset)
-        elif run_config is not None:
-            dataset = convention(run_config.data.dataset)
-        else:
-            dataset = guess_convention(annotations)
-        # Published numbers go beside ours on the real benchmark only, not on the built-in synthetic people.
-        synthetic = (run_config is not None and run_config.data.synthetic) or any("Synthetic" in name for name in annotations)
-        real_market = dataset.name == "market" and "market" in f"{root} {annotation_path}".lower()
-        show_published = arguments.dataset != "auto" or (not synthetic and (real_market or dataset.name == "deepfashion"))
-
-        sets, missing = {}, []  # name -> ScoredSet; pairs without another method's output
-        if arguments.images:
-            pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
-            expected = None
-            if files.is_file(pairs_path):
-                expected = read_pairs(pairs_path)
-            elif not arguments.allow_missing:
-                raise FileNotFoundError(
-                    f"pair file {pairs_path} does not exist: --images is scored on the pairs of --pairs, so that a missing "
-                    "output is noticed (or --allow-missing scores whatever the folder holds)"
-                )
-            sets["images"], missing = evaluate.read_generated_folder(
-                arguments.images, annotations, image_dir, arguments.limit, expected, arguments.allow_missing
-            )
-            if missing:
-                scored = sets.pop("images")
-                sets[f"images ({len(missing)} of {len(missing) + len(scored)} pairs MISSING)"] = scored
-        else:
-            if arguments.tuples:
-                if not files.is_file(resolve(root, arguments.tuples)):
-                    raise FileNotFoundError(f"tuple file {resolve(root, arguments.tuples)} does not exist (set --tuples)")
-                rows = read_tuples(resolve(root, arguments.tuples))
-                available = min(len(sources) for sources, _ in rows) if rows else 0
-                counts = arguments.num_sources or [available]
-                if max(counts) > available:
-                    raise ValueError(f"{arguments.tuples} has {available} sources per row; cannot score M = {max(counts)}")
-                row_file = str(resolve(root, arguments.tuples))
-            else:
-                pairs_path = resolve(root, arguments.pairs or "pairs-test.csv")
-                split_test = files.join(locate_model(arguments.model).run_dir, "split", "pairs-test.csv") if arguments.model else None
-                if arguments.pairs is None and split_test is not None and files.is_file(split_test):
-                    pairs_path = split_test  # the identities this run held out (data.test_identities)
-                    print(f"scoring the run's held-out identities: {pairs_path}", file=sys.stderr)
-                if not files.is_file(pairs_path):
-                    raise FileNotFoundError(f"pair file {pairs_path} does not exist (set --pairs)")
-                rows = [((source,), target) for source, target in read_pairs(pairs_path)]
-                counts, row_file = [None], str(pairs_path)
-            rows = rows[: arguments.limit] if arguments.limit else rows
-            # The model's image size; for a baseline, the data's own (the first target image's).
-            image_size = model.image_size if model else None  # a baseline: the data's own size
-            samples = build_sample_set(rows, annotations, image_dir, image_size, "error", row_file)
-
-        # After the inputs are checked and before the long generation: a missing weights file fails fast.
-        inception, inception_key = None, "imagenet"
-        if arguments.random_inception:
-            from pnr_tf.evaluation.inception import build_inception
-
-            inception, inception_key = build_inception(random_weights=True), "random"
-            print("warning: randomly initialised Inception (tests only): IS, mask-IS and FID are meaningless", file=sys.stderr)
-        elif not arguments.no_inception:
-            from pnr_tf.evaluation.inception import build_inception
-
-            inception = build_inception(arguments.inception_weights)
-
-        if not arguments.images:
-            for count in counts:
-                name = arguments.baseline or ("pairs" if count is None else f"M={count}")
-                print(f"{'decoding' if arguments.baseline else 'generating'} {len(samples)} images ({name})", file=sys.stderr)
-                sets[name] = evaluate.generate_set(model, samples, rows, arguments.batch_size, count, baseline=arguments.baseline)
-
-        metrics, baselines = {}, {}
-        for name, scored_set in sets.items():
-            print(f"scoring {len(scored_set)} pairs ({name})", file=sys.stderr)
-            metrics[name], per_pair = evaluate.score(scored_set, inception, arguments.fid_cache, inception_key, dataset.mask_ssim)
-            prefix = "" if len(sets) == 1 else f"{name.replace('=', '')}_"
-            evaluate.write_report(out_dir, metrics[name], scored_set, per_pair, prefix)
-            # Every set of pairs gets its own baselines (multi-shot sets share pairs, so one suffices).
-            if not baselines:
-                baselines = evaluate.baseline_metrics(scored_set, dataset.mask_ssim)
-        report = metrics[next(iter(metrics))] if len(metrics) == 1 else {"by_num_sources": metrics}
-        report["source"] = str(arguments.model or arguments.images or f"baseline: {arguments.baseline}")
-        if arguments.images:
-            report["num_missing"] = len(missing)
-            report["missing_pairs"] = [f"{source}___{target}" for source, target in missing]
-        report["baselines"] = baselines
-        evaluate.write_metrics(out_dir, report)
+        report = run_evaluation(EvaluationJob(**vars(arguments)))
     except (FileNotFoundError, ValueError, DataFormatError, BadSampleError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
-
-    print(evaluate.comparison_table(metrics, dataset.published if show_published else None, baselines, dataset.mask_ssim))
-    if not dataset.mask_ssim:
-        print("(DeepFashion protocol, as PATN's scripts score it: SSIM, IS and FID at 256 x 176; mask-SSIM / mask-IS are Market-only)")
-    if show_published and inception is not None:
-        print("(IS here uses Keras' 1000-class InceptionV3; the paper's used the 1008-class TF graph: compare IS across methods scored here)")
-    print(f"wrote {files.join(out_dir, 'metrics.json')}, per-pair CSV and best/worst grid")
+    print("\n".join([report.table, *report.notes]))
+    print(f"wrote {report.metrics_path}, per-pair CSV and best/worst grid")
     return 0
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
@@ -162,9 +163,9 @@ def build_sample_set(rows, annotations, image_dir, image_size=None, on_bad_sampl
     num_sources = len(rows[0][0]) if rows else 1
     return SampleSet(
         source_paths=kept_sources,
-        source_keypoints=np.asarray(kept_source_keypoints, np.float32).reshape(-1, num_sources, 18, 2),
+        source_keypoints=np.asarray(kept_source_keypoints, np.float32).reshape(-1, num_sources, NUM_JOINTS, 2),
         target_paths=kept_targets,
-        target_keypoints=np.asarray(kept_target_keypoints, np.float32).reshape(-1, 18, 2),
+        target_keypoints=np.asarray(kept_target_keypoints, np.float32).reshape(-1, NUM_JOINTS, 2),
         num_skipped=len(reasons),
         skipped_reasons=reasons,
         image_size=tuple(image_size),

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from pnr_tf.data.annotations import MISSING
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import write_annotations
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.annotations import write_tuples
@@ -78,7 +79,7 @@ def _random_pose(rng, look):
     hip_center = neck + [40 * scale, rng.uniform(-2, 2)]
     # Person's right is on the image left when facing the camera.
     side = -1.0 if view in ("front", "left") else 1.0
-    points = np.full((18, 2), np.nan)
+    points = np.full((NUM_JOINTS, 2), np.nan)
     points[1] = neck
     points[2] = neck + [1.5, side * half_shoulder]
     points[5] = neck + [1.5, -side * half_shoulder]
@@ -199,7 +200,7 @@ def draw_person(look, points, view, rng, size=(HEIGHT, WIDTH)):
 
 def to_annotation(points, size=(HEIGHT, WIDTH)):
     """Float points with NaN -> int keypoints, MISSING for hidden or out-of-image joints."""
-    keypoints = np.full((18, 2), MISSING, np.int32)
+    keypoints = np.full((NUM_JOINTS, 2), MISSING, np.int32)
     for index, (row, column) in enumerate(points):
         if np.isnan(row) or np.isnan(column):
             continue

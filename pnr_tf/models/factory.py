@@ -1,5 +1,6 @@
 """Builds the generator and the two discriminators from a ModelConfig."""
 
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.layers.decoder import ImageDecoder
 from pnr_tf.layers.encoders import AppearanceEncoder
 from pnr_tf.layers.encoders import PoseEncoder
@@ -54,6 +55,6 @@ def built_generator(config):
 
     generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed, data_config=config.data)
     height, width = config.data.image_height, config.data.image_width
-    generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, 18)),
-               "target_pose": tf.zeros((1, height, width, 18))})  # fmt: skip
+    generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, NUM_JOINTS)),
+               "target_pose": tf.zeros((1, height, width, NUM_JOINTS))})  # fmt: skip
     return generator

@@ -16,6 +16,7 @@ import sys
 import cv2
 import numpy as np
 
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.pose.blazepose import PRESENCE_THRESHOLD
 from pnr_tf.pose.blazepose import BlazePose
 from pnr_tf.pose.blazepose import to_openpose
@@ -119,7 +120,7 @@ def crop_person(photo, keypoints, image_size):
     matrix = np.array([[1 / scale_x, 0, left + 0.5 / scale_x - 0.5], [0, 1 / scale_y, top + 0.5 / scale_y - 0.5]])
     interpolation = cv2.INTER_AREA if scale_x < 1 else cv2.INTER_LINEAR
     image = cv2.warpAffine(photo, matrix, (out_width, out_height), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    moved = np.full((18, 2), -1.0, np.float32)
+    moved = np.full((NUM_JOINTS, 2), -1.0, np.float32)
     visible = (np.asarray(keypoints) >= 0).all(axis=1)
     moved[visible, 0] = (np.asarray(keypoints)[visible, 0] - top + 0.5) * scale_y - 0.5
     moved[visible, 1] = (np.asarray(keypoints)[visible, 1] - left + 0.5) * scale_x - 0.5

@@ -201,7 +201,7 @@ def to_openpose(landmarks, image_shape, threshold=VISIBILITY_THRESHOLD):
     """(18, 2) (y, x) pixel keypoints of the field's convention, -1 where not visible or outside the photo."""
     height, width = image_shape[:2]
     pixels = landmarks.points - 0.5  # continuous -> pixel index coordinates, as the field's files use
-    keypoints = np.full((18, 2), -1.0, np.float32)
+    keypoints = np.full((len(OPENPOSE_FROM_BLAZEPOSE), 2), -1.0, np.float32)
     for joint, index in enumerate(OPENPOSE_FROM_BLAZEPOSE):
         if index is None:
             visible = min(landmarks.visibility[list(SHOULDERS)]) >= threshold

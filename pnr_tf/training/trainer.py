@@ -22,6 +22,7 @@ import tensorflow as tf
 from pnr_tf import files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import to_yaml
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.pipeline import BadSampleError
 from pnr_tf.data.pipeline import decode_failure_message
 from pnr_tf.data.pipeline import make_dataset
@@ -116,7 +117,7 @@ class Trainer:
         )
         height, width = config.data.image_height, config.data.image_width
         self.models.appearance_discriminator(tf.zeros((1, height, width, 6)))
-        self.models.pose_discriminator(tf.zeros((1, height, width, 21)))
+        self.models.pose_discriminator(tf.zeros((1, height, width, 3 + NUM_JOINTS)))
         # The weight average: same structure and name, so its checkpoint keys are the generator's.
         self.average_generator = built_generator(config) if train.ema_decay > 0 else None
         if self.average_generator is not None:
