@@ -8,6 +8,9 @@ import typing
 
 import yaml
 
+from pnr_tf import files
+from pnr_tf.data.datasets import convention
+
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the key."""
@@ -40,9 +43,7 @@ class DataConfig:
 
     def path(self, name):
         """A data file's path (string, maybe a URI such as gs://...): name as given if absolute, else under root."""
-        from pnr_tf.files import join
-
-        return join(self.root, name)
+        return files.join(self.root, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,8 +217,6 @@ def validate(config):
         if _lookup(config, key) % 4:
             raise ConfigError(f"{key} must be a multiple of 4, got {_lookup(config, key)}")
     if config.data.synthetic:
-        from pnr_tf.data.datasets import convention
-
         expected = convention(config.data.dataset).image_size
         if (config.data.image_height, config.data.image_width) != expected:
             raise ConfigError(
@@ -249,8 +248,6 @@ def load_config(path=None, overrides=()):
     """Config from a YAML file (or defaults when path is None) with 'section.key=value' overrides."""
     values = {}
     if path is not None:
-        from pnr_tf import files
-
         if files.is_dir(path):
             raise ConfigError(f"config file {path} is a folder, not a YAML file")
         if not files.is_file(path):
@@ -277,8 +274,6 @@ def load_config(path=None, overrides=()):
 def check_data_paths(config, mode=None):
     """Raises ConfigError naming the key when a data path the run needs is missing."""
     mode = mode or config.train.mode
-    from pnr_tf import files
-
     if config.data.synthetic and not files.is_file(config.data.path(config.data.annotation_file)):
         return  # the built-in dataset will be written there
     needed = [("data.annotation_file", config.data.annotation_file), ("data.image_dir", config.data.image_dir)]

@@ -25,7 +25,7 @@ from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.generation import GenerationJob
 from pnr_tf.generation import describe_written
 from pnr_tf.generation import run_generation
-from pnr_tf.pose.fetch import PoseModelsUnavailableError
+from pnr_tf.pose.models import PoseModelsUnavailableError
 
 
 def build_parser():

@@ -24,6 +24,7 @@ joint, otherwise the call fails (``InvalidPoseError`` here, INVALID_ARGUMENT fro
 ``valid = 0`` from TFLite, which has no way to fail a call from inside the graph).
 """
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -34,6 +35,9 @@ from pnr_tf.data.keypoints import has_visible_joint
 from pnr_tf.data.keypoints import visible_joints
 from pnr_tf.layers.regression import REGRESSION_SCOPE
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
+from pnr_tf.models.loading import load_generator
+from pnr_tf.pose import PersonCrop
+from pnr_tf.pose import crop_person
 
 OUTPUT_NAME = "image"
 VALID_NAME = "valid"
@@ -97,8 +101,6 @@ def pose_problems(source_keypoints, target_keypoints, image_size):
 
 def fit_photo(photo, keypoints, image_size):
     """A photo of any size resized to the model's, with its keypoints scaled alike (missing stay -1)."""
-    import cv2
-
     height, width = image_size
     keypoints = np.asarray(keypoints, np.float32)
     scale = np.array([height / photo.shape[0], width / photo.shape[1]], np.float32)
@@ -116,9 +118,6 @@ def frame_person(photo, image_size, keypoints=None, estimator=None, name="the ph
     they are estimated (``estimator``: a ``pnr_tf.pose.PoseEstimator``) and the person is cut out
     framed as in Market-1501's crops, with the model's aspect ratio.
     """
-    from pnr_tf.pose import PersonCrop
-    from pnr_tf.pose import crop_person
-
     if keypoints is not None:
         image, moved = fit_photo(photo, keypoints, image_size)
         return PersonCrop(image, moved, (0.0, 0.0, float(photo.shape[0]), float(photo.shape[1])))
@@ -147,8 +146,6 @@ class PoseTransfer:
     @classmethod
     def load(cls, path, validate=True):
         """From a .keras file, a training run directory (even one stopped midway) or a checkpoint."""
-        from pnr_tf.models.loading import load_generator
-
         return cls(load_generator(path), validate)
 
     @property

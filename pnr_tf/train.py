@@ -9,9 +9,19 @@ import argparse
 import os
 import sys
 
+import tensorflow as tf
+
 from pnr_tf.config import ConfigError
 from pnr_tf.config import load_config
 from pnr_tf.config import to_yaml
+from pnr_tf.data.annotations import DataFormatError
+from pnr_tf.data.pipeline import BadSampleError
+from pnr_tf.ops.packed_cholesky import KernelUnavailableError
+from pnr_tf.training.run_directory import RunDirectoryBusyError
+from pnr_tf.training.trainer import Trainer
+
+# A peer stopped answering (train.collective_timeout_seconds): every worker stops, to resume together.
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError, tf.errors.AbortedError)
 
 
 def main(argv=None):
@@ -29,15 +39,6 @@ def main(argv=None):
         print(to_yaml(config), end="")
         return 0
     output_dir = arguments.output_dir or os.path.join("runs", os.path.splitext(os.path.basename(arguments.config or "default"))[0])
-
-    import tensorflow as tf
-
-    from pnr_tf.data.annotations import DataFormatError
-    from pnr_tf.data.pipeline import BadSampleError
-    from pnr_tf.ops.packed_cholesky import KernelUnavailableError
-    from pnr_tf.training.run_directory import RunDirectoryBusyError
-    from pnr_tf.training.trainer import Trainer  # imported late: --dry-run and config errors stay fast
-
     try:
         model_path = Trainer(config, output_dir).fit()
     except BadSampleError as error:
@@ -46,8 +47,7 @@ def main(argv=None):
         parser.exit(2, f"error: {error}\n")
     except FloatingPointError as error:
         parser.exit(1, f"error: {error}\n")
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError, tf.errors.AbortedError) as error:
-        # Multi-worker: a peer stopped answering (train.collective_timeout_seconds). Resume from the chief's checkpoint.
+    except LOST_WORKER_ERRORS as error:
         reason = str(getattr(error, "message", error)).splitlines()[0][:300]
         parser.exit(1, f"error: lost contact with another worker ({type(error).__name__}: {reason}). Every worker stops; "
                        f"start them all again to resume from the chief's last checkpoint in {output_dir}/checkpoints\n")  # fmt: skip

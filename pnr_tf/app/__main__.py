@@ -11,6 +11,17 @@ from the gallery or drag the skeleton's joints, and generate. Keypoints of the p
 import argparse
 import sys
 
+import uvicorn
+
+from pnr_tf.app import allowed_hosts
+from pnr_tf.app import create_app
+from pnr_tf.app.service import PageService
+from pnr_tf.app.service import annotated_poses
+from pnr_tf.data.annotations import DataFormatError
+from pnr_tf.inference import PoseTransfer
+from pnr_tf.pose import PoseEstimator
+from pnr_tf.pose.models import PoseModelsUnavailableError
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pnr_tf.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,17 +35,6 @@ def main(argv=None):
                              "(repeatable; requests naming any other host get 400, which stops DNS rebinding)")  # fmt: skip
     parser.add_argument("--port", type=int, default=8000)
     arguments = parser.parse_args(argv)
-
-    import uvicorn
-
-    from pnr_tf.app import allowed_hosts
-    from pnr_tf.app import create_app
-    from pnr_tf.app.service import PageService
-    from pnr_tf.app.service import annotated_poses
-    from pnr_tf.data.annotations import DataFormatError
-    from pnr_tf.inference import PoseTransfer
-    from pnr_tf.pose import PoseEstimator
-    from pnr_tf.pose.fetch import PoseModelsUnavailableError
 
     try:
         model = PoseTransfer.load(arguments.model)

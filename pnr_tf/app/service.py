@@ -11,6 +11,11 @@ from pnr_tf.data.annotations import LARGEST_COORDINATE
 from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.pairs import has_torso
+from pnr_tf.data.synthetic import HEIGHT
+from pnr_tf.data.synthetic import WIDTH
+from pnr_tf.data.synthetic import random_look
+from pnr_tf.data.synthetic import random_pose
+from pnr_tf.data.synthetic import to_annotation
 from pnr_tf.images import ImageFileError
 from pnr_tf.images import ImageTooLargeError
 from pnr_tf.images import decode_rgb
@@ -85,12 +90,6 @@ def _is_coordinate(value):
 
 def built_in_poses(image_size, count=GALLERY_SIZE):
     """Poses of the built-in synthetic people (seeded), scaled to the model's frame."""
-    from pnr_tf.data.synthetic import HEIGHT
-    from pnr_tf.data.synthetic import WIDTH
-    from pnr_tf.data.synthetic import random_look
-    from pnr_tf.data.synthetic import random_pose
-    from pnr_tf.data.synthetic import to_annotation
-
     poses = {}
     for index in range(count):
         rng = np.random.default_rng([7, index])

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from pnr_tf import files
+from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
 from pnr_tf.evaluation.fid import cached_statistics
@@ -53,19 +54,12 @@ class ScoredSet:
         return body_masks(self.target_keypoints, *self.targets.shape[1:3])
 
 
-def to_uint8(images):
-    """[-1, 1] floats -> uint8 pixels, rounded (as the exported models do)."""
-    return np.clip(np.round((np.asarray(images, np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def generate_set(model, samples, names, batch_size=16, num_sources=None, baseline=None):
     """Runs a ``pnr_tf.inference.PoseTransfer`` over a SampleSet; num_sources keeps the first M sources of each tuple.
 
     With ``model=None`` and a ``baseline`` name, the "generated" images are that baseline's
     (images of the sample set's own size).
     """
-    from pnr_tf.data.pipeline import decoded_batches
-
     image_size = model.image_size if model is not None else _image_size_of(samples)
     sources, targets, generated = [], [], []
     progress = ProgressBar(len(samples), unit="image")

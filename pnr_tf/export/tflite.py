@@ -11,9 +11,11 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
 
 from pnr_tf import files
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
+from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.export.keras_file import refuse_to_overwrite
 from pnr_tf.export.serving_module import ENCODE
 from pnr_tf.export.serving_module import RENDER
@@ -22,6 +24,7 @@ from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
 from pnr_tf.export.serving_module import copied_generator
 from pnr_tf.inference import PIXEL_SCOPE
+from pnr_tf.inference import PoseTransfer
 from pnr_tf.layers.encoders import PROJECTION_SCOPE
 from pnr_tf.layers.regression import REGRESSION_SCOPE
 
@@ -31,8 +34,6 @@ CALIBRATION_PAIRS = 100
 
 def calibration_requests(samples, count=CALIBRATION_PAIRS):
     """serving_default inputs (batch 1) for the first ``count`` pairs of a SampleSet of the model's size."""
-    from pnr_tf.data.pipeline import decoded_batches
-
     requests = []
     for batch in decoded_batches(samples.shard(max(1, len(samples) // count), 0), 1):
         requests.append({
@@ -47,8 +48,6 @@ def calibration_requests(samples, count=CALIBRATION_PAIRS):
 
 def render_calibration_requests(generator, requests):
     """render inputs for serving_default requests: each source encoded (float) into the coefficients W."""
-    from pnr_tf.inference import PoseTransfer
-
     encode = tf.function(PoseTransfer(generator, validate=False).encode_function)
     return [
         {
@@ -180,8 +179,6 @@ def _quantize_all_but_float_scopes(converter, calibration, float_scopes=FLOAT_SC
 
 def _float_scope_tensor_names(flatbuffer, float_scopes):
     """Output names of every op, in every subgraph, made inside one of ``float_scopes``."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     names = set()
     for subgraph in model.subgraphs:

@@ -1,5 +1,7 @@
 """Builds the generator and the two discriminators from a ModelConfig."""
 
+import tensorflow as tf
+
 from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.layers.decoder import ImageDecoder
 from pnr_tf.layers.encoders import AppearanceEncoder
@@ -51,8 +53,6 @@ def build_discriminator(model_config, name):
 
 def built_generator(config):
     """The generator of a whole Config, its variables created for the config's image size."""
-    import tensorflow as tf
-
     generator = build_generator(config.model, config.train.row_keep_probability, seed=config.train.seed, data_config=config.data)
     height, width = config.data.image_height, config.data.image_width
     generator({"source_image": tf.zeros((1, 1, height, width, 3)), "source_pose": tf.zeros((1, 1, height, width, NUM_JOINTS)),

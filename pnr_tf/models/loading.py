@@ -10,7 +10,13 @@ import os
 import tempfile
 import zipfile
 
+import keras
+import tensorflow as tf
+
 from pnr_tf import files
+from pnr_tf.config import load_config
+from pnr_tf.models.factory import built_generator
+from pnr_tf.models.generator import PNRGenerator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +28,6 @@ class ModelLocation:
 
 def locate_model(path):
     """A .keras file, a run directory, a checkpoints folder or a checkpoint prefix -> ModelLocation."""
-    import tensorflow as tf
-
     path = str(path).rstrip("/")
     # A checkpoint prefix first: in-memory file systems report any prefix of a file as a folder.
     if files.is_file(f"{path}.index"):
@@ -48,11 +52,6 @@ def locate_model(path):
     )
 
 
-def resolve_model_path(path):
-    """The .keras file or checkpoint prefix a path stands for."""
-    return locate_model(path).path
-
-
 def variables_by_path(owner):
     """Every variable of a Keras model or optimizer, keyed by its path, for tf.train.Checkpoint.
 
@@ -71,11 +70,6 @@ def variables_by_path(owner):
 
 
 def _restore_from_checkpoint(location):
-    import tensorflow as tf
-
-    from pnr_tf.config import load_config
-    from pnr_tf.models.factory import built_generator
-
     config_path = files.join(location.run_dir, "config.yaml")
     if not files.is_file(config_path):
         raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
@@ -91,11 +85,6 @@ def _restore_from_checkpoint(location):
 
 def load_generator(path):
     """A PNRGenerator from a .keras file, a run directory or a checkpoint (see locate_model)."""
-    import keras
-
-    import pnr_tf  # noqa: F401  (registers the layers load_model needs)
-    from pnr_tf.models.generator import PNRGenerator
-
     location = locate_model(path)
     if location.is_checkpoint:
         return _restore_from_checkpoint(location)

@@ -7,7 +7,7 @@
     ...                                                    # generate from crop.image, crop.keypoints
     framed = paste_back(photo, crop, generated)      # the result in the original photo's frame
 
-``python -m pnr_tf.pose.fetch`` fetches the models explicitly (pnr_tf.pose.fetch says how and why).
+``python -m pnr_tf.pose.fetch`` fetches the models explicitly (pnr_tf.pose.models says how and why).
 """
 
 import dataclasses
@@ -20,9 +20,9 @@ from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.pose.blazepose import PRESENCE_THRESHOLD
 from pnr_tf.pose.blazepose import BlazePose
 from pnr_tf.pose.blazepose import to_openpose
-from pnr_tf.pose.fetch import PoseModelsUnavailableError  # noqa: F401  (part of this package's API)
-from pnr_tf.pose.fetch import cached_models
-from pnr_tf.pose.fetch import fetch_models
+from pnr_tf.pose.models import PoseModelsUnavailableError  # noqa: F401  (part of this package's API)
+from pnr_tf.pose.models import cached_models
+from pnr_tf.pose.models import fetch_models
 
 SMALLEST_SIDE = 48  # pixels; the detector cannot find a person in less
 # Market-1501 crops leave about this much of the joints' vertical span above the highest joint and

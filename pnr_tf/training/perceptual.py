@@ -12,10 +12,6 @@ FEATURE_LAYER = "block1_conv2"  # relu1_2: Keras fuses the ReLU into the convolu
 _BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-def default_weights_path():
-    return keras_cache_path(VGG19_WEIGHTS_FILE)
-
-
 def build_vgg19_features(weights_path=None, random_weights=False):
     """A model mapping images in [-1, 1] (b, H, W, 3, RGB) to VGG19 relu1_2 features.
 

@@ -23,7 +23,7 @@ from pnr_tf.app.service import PageService
 from pnr_tf.app.service import built_in_poses
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.pose import fetch
+from pnr_tf.pose import models as pose_models
 from tests.helpers import reference_generate
 from tests.test_images import png_declaring
 
@@ -203,7 +203,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page_server(model):
-    if fetch.cached_models() is None:
+    if pose_models.cached_models() is None:
         pytest.skip("the BlazePose models are not in the cache: run python -m pnr_tf.pose.fetch")
     from pnr_tf.pose import PoseEstimator
 

@@ -12,7 +12,7 @@ from pnr_tf.pose import PoseEstimationError
 from pnr_tf.pose import PoseEstimator
 from pnr_tf.pose import blazepose
 from pnr_tf.pose import crop_person
-from pnr_tf.pose import fetch
+from pnr_tf.pose import models as pose_models
 from pnr_tf.pose import paste_back
 from pnr_tf.visualize import read_rgb
 
@@ -20,7 +20,7 @@ from pnr_tf.visualize import read_rgb
 @pytest.fixture(scope="module")
 def estimator():
     """BlazePose from the cache. CI fetches it first (.ci/run: python -m pnr_tf.pose.fetch); elsewhere the test skips."""
-    if fetch.cached_models() is None:
+    if pose_models.cached_models() is None:
         pytest.skip("the BlazePose models are not in the cache: run python -m pnr_tf.pose.fetch")
     return PoseEstimator(fetch=False)
 
@@ -114,16 +114,16 @@ def test_fetch_checks_the_hash_of_what_it_extracts(tmp_path, monkeypatch):
     def fake_pip(command, **kwargs):
         destination = command[command.index("--dest") + 1]
         with zipfile.ZipFile(f"{destination}/mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl", "w") as wheel:
-            for member, _ in fetch.MODELS.values():
+            for member, _ in pose_models.MODELS.values():
                 wheel.writestr(member, b"not the model")
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(fetch.subprocess, "run", fake_pip)
-    with pytest.raises(fetch.PoseModelsUnavailableError, match="does not have the expected SHA-256"):
-        fetch.fetch_models(tmp_path)
-    assert fetch.cached_models(tmp_path) is None
+    monkeypatch.setattr(pose_models.subprocess, "run", fake_pip)
+    with pytest.raises(pose_models.PoseModelsUnavailableError, match="does not have the expected SHA-256"):
+        pose_models.fetch_models(tmp_path)
+    assert pose_models.cached_models(tmp_path) is None
     (tmp_path / "pose_detection.tflite").write_bytes(b"damaged")
-    assert fetch.cached_models(tmp_path) is None
+    assert pose_models.cached_models(tmp_path) is None
 
 
 def test_generate_on_a_market_photo_without_its_keypoints(estimator, tiny_model_run, shared_data, tmp_path):
