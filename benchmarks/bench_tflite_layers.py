@@ -42,12 +42,12 @@ def convolution_stages(generator, batch_size):
     encoders = (("appearance", generator.appearance_encoder, 3), ("pose", generator.pose_encoder, 18))
     for prefix, encoder, channels in encoders:
         shape = (batch_size, height, width, channels)
-        for layer in encoder._trunk_layers():
+        for layer in encoder.trunk_layers():
             yield f"{prefix}.{layer.name}", layer, shape
             shape = tuple(layer.compute_output_shape(shape))
     decoder = generator.decoder
     shape = (batch_size, -(-height // 4), -(-width // 4), decoder.input_dim)
-    for layer in decoder._stages():
+    for layer in decoder.stages():
         yield f"decoder.{layer.name}", layer, shape
         shape = tuple(layer.compute_output_shape(shape))
 

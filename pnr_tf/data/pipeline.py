@@ -213,14 +213,18 @@ def single_image_samples(annotation_file, image_dir, image_size=None, on_bad_sam
     return build_sample_set(rows, annotations, image_dir, image_size, on_bad_sample, annotation_file)
 
 
-def decode_image(path, image_size):
-    """JPEG/PNG file -> (H, W, 3) float32 in [-1, 1].
+def decode_pixels(path, image_size):
+    """JPEG/PNG file -> (H, W, 3) uint8.
 
     JPEGs use the accurate integer DCT, as OpenCV and PIL do; TensorFlow's default fast DCT is off
     by several levels on Market's small crops.
     """
-    image = tf.ensure_shape(decode_image_bytes(tf.io.read_file(path)), (*image_size, 3))
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
+    return tf.ensure_shape(decode_image_bytes(tf.io.read_file(path)), (*image_size, 3))
+
+
+def decode_image(path, image_size):
+    """JPEG/PNG file -> (H, W, 3) float32 in [-1, 1]."""
+    return tf.cast(decode_pixels(path, image_size), tf.float32) / 127.5 - 1.0
 
 
 def decode_image_bytes(contents):
@@ -299,12 +303,9 @@ def decoded_batches(samples, batch_size, image_size=None):
         raise ValueError("no usable samples")
     image_size = tuple(image_size or samples.image_size)
 
-    def to_uint8(image):
-        return tf.cast(tf.round((image + 1.0) * 127.5), tf.uint8)  # exact: decode_image divided uint8 levels
-
     def load(source_paths, target_path):
-        sources = tf.map_fn(lambda path: to_uint8(decode_image(path, image_size)), source_paths, fn_output_signature=tf.uint8)
-        return sources, to_uint8(decode_image(target_path, image_size))
+        sources = tf.map_fn(lambda path: decode_pixels(path, image_size), source_paths, fn_output_signature=tf.uint8)
+        return sources, decode_pixels(target_path, image_size)
 
     dataset = tf.data.Dataset.from_tensor_slices((tf.constant(samples.source_paths), tf.constant(samples.target_paths)))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size).prefetch(2)

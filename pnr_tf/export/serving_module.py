@@ -31,10 +31,12 @@ def with_solver(generator, solver):
     return copied_generator(generator, solver)
 
 
-def copied_generator(generator, solver):
-    """A copy of ``generator`` sharing no state with it, its regression running ``solver``."""
+def copied_generator(generator, solver, subpixel_upsampling=False):
+    """A copy of ``generator`` sharing no state with it, its regression running ``solver`` (and its decoder
+    upsampling by sub-pixel convolutions with ``subpixel_upsampling``): the same weights and outputs."""
     config = generator.get_config()
     config["regression"]["config"]["solver"] = solver
+    config["decoder"]["config"]["subpixel_upsampling"] = subpixel_upsampling
     copy = PNRGenerator.from_config(config)
     copy.build_from_config(generator.get_build_config())
     copy.set_weights(generator.get_weights())

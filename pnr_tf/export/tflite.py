@@ -92,10 +92,7 @@ def tflite_generator(generator):
     batch, TFLite computes a transposed convolution's output shape at every call and XNNPACK does not
     take the op, which cost the float32 render 1.4-1.5x its fixed-batch time at batch 32.
     """
-    copy = copied_generator(generator, "matmul")
-    for block in copy.decoder.upsampling:
-        block.subpixel_upsampling = True
-    return copy
+    return copied_generator(generator, "matmul", subpixel_upsampling=True)
 
 
 def convert_to_tflite(generator, quantize="none", calibration=None, signatures=None, batch_size=None):

@@ -73,10 +73,14 @@ class ConvolutionBlock(keras.layers.Layer):
         strides: 1, or 2 to halve (or with ``transpose=True`` double) the spatial size.
         norm: ``"batch"`` or ``"instance"``.
         transpose: use ``Conv2DTranspose`` (upsampling).
+        subpixel_upsampling: run a 3x3 stride-2 transposed convolution as the equal 2x2 convolution and
+            depth_to_space (``subpixel_transposed_convolution``), batch norm folded in at inference: the
+            same outputs, in ops TFLite sizes when the model is prepared. The TFLite export's copy of
+            the generator sets it; the weights are the same either way.
         **kwargs: forwarded to ``keras.layers.Layer``.
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, norm="batch", transpose=False, **kwargs):
+    def __init__(self, filters, kernel_size=3, strides=1, norm="batch", transpose=False, subpixel_upsampling=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
@@ -89,8 +93,7 @@ class ConvolutionBlock(keras.layers.Layer):
         )
         self.normalization = make_normalization(norm, name="normalization")
         self.normalization.dtype_policy = self.dtype_policy
-        # Not configuration: the TFLite export switches it on in its own copy of the model.
-        self.subpixel_upsampling = False
+        self.subpixel_upsampling = subpixel_upsampling
 
     def build(self, input_shape):
         build_sublayer(self.normalization, build_sublayer(self.convolution, input_shape))
@@ -121,6 +124,7 @@ class ConvolutionBlock(keras.layers.Layer):
                 "strides": self.strides,
                 "norm": self.norm,
                 "transpose": self.transpose,
+                "subpixel_upsampling": self.subpixel_upsampling,
             }
         )
         return config

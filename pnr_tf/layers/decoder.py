@@ -18,22 +18,27 @@ class ImageDecoder(keras.layers.Layer):
         base_filters: channels of the last upsampling stage (64: stages of 128 then 64).
         num_residual_blocks: residual blocks before the upsampling (N_g).
         norm: ``"batch"`` or ``"instance"``.
+        subpixel_upsampling: the upsampling stages as sub-pixel convolutions (``ConvolutionBlock``): the
+            TFLite export's form of the same decoder.
         **kwargs: forwarded to ``keras.layers.Layer``.
     """
 
-    def __init__(self, base_filters=64, num_residual_blocks=6, norm="batch", **kwargs):
+    def __init__(self, base_filters=64, num_residual_blocks=6, norm="batch", subpixel_upsampling=False, **kwargs):
         super().__init__(**kwargs)
         self.base_filters = base_filters
         self.num_residual_blocks = num_residual_blocks
         self.norm = norm
+        self.subpixel_upsampling = subpixel_upsampling
         policy = self.dtype_policy
         self.residual_blocks = [
             ResidualBlock(base_filters * 4, norm=norm, dtype=policy, name=f"residual_{index}")
             for index in range(num_residual_blocks)
         ]
         self.upsampling = [
-            ConvolutionBlock(base_filters * 2, 3, strides=2, norm=norm, transpose=True, dtype=policy, name="upsampling_0"),
-            ConvolutionBlock(base_filters, 3, strides=2, norm=norm, transpose=True, dtype=policy, name="upsampling_1"),
+            ConvolutionBlock(base_filters * 2, 3, strides=2, norm=norm, transpose=True, subpixel_upsampling=subpixel_upsampling,
+                             dtype=policy, name="upsampling_0"),
+            ConvolutionBlock(base_filters, 3, strides=2, norm=norm, transpose=True, subpixel_upsampling=subpixel_upsampling,
+                             dtype=policy, name="upsampling_1"),
         ]
         self.to_image = keras.layers.Conv2D(3, 7, padding="same", dtype=policy, name="to_image")
 
@@ -41,17 +46,18 @@ class ImageDecoder(keras.layers.Layer):
     def input_dim(self):
         return self.base_filters * 4
 
-    def _stages(self):
+    def stages(self):
+        """The layers in the order they run (the last, ``to_image``, before the tanh)."""
         return [*self.residual_blocks, *self.upsampling, self.to_image]
 
     def build(self, input_shape):
         shape = input_shape
-        for layer in self._stages():
+        for layer in self.stages():
             shape = build_sublayer(layer, shape)
 
     def call(self, inputs, training=None):
         features = inputs
-        for layer in self._stages():
+        for layer in self.stages():
             features = layer(features, training=training)
         # The output stays float32 under mixed precision: losses and metrics compare it with images.
         return keras.ops.tanh(keras.ops.cast(features, "float32"))
@@ -63,6 +69,7 @@ class ImageDecoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"base_filters": self.base_filters, "num_residual_blocks": self.num_residual_blocks, "norm": self.norm}
+            {"base_filters": self.base_filters, "num_residual_blocks": self.num_residual_blocks, "norm": self.norm,
+             "subpixel_upsampling": self.subpixel_upsampling}
         )
         return config

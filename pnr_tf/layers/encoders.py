@@ -52,18 +52,19 @@ class AppearanceEncoder(keras.layers.Layer):
     def output_dim(self):
         return self.base_filters * 4
 
-    def _trunk_layers(self):
+    def trunk_layers(self):
+        """The layers that make the stride-4 feature map, in the order they run."""
         return [self.stem, *self.downsampling, *self.residual_blocks]
 
     def build(self, input_shape):
         shape = input_shape
-        for layer in self._trunk_layers():
+        for layer in self.trunk_layers():
             shape = build_sublayer(layer, shape)
 
     def feature_map(self, inputs, training=None):
         """The stride-4 feature map (batch, ceil(H/4), ceil(W/4), d) before it is cut into rows."""
         features = inputs
-        for layer in self._trunk_layers():
+        for layer in self.trunk_layers():
             features = layer(features, training=training)
         return features
 

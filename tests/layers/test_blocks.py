@@ -57,7 +57,10 @@ def test_upsampling_block_gives_the_same_output_in_sub_pixel_form(norm):
             weight.assign(random.standard_normal(6).astype(np.float32))
         block.normalization.moving_variance.assign(random.uniform(0.2, 3.0, 6).astype(np.float32))
     expected = block(inputs, training=False).numpy()
-    block.subpixel_upsampling = True
-    output = block(inputs, training=False).numpy()
-    assert "subpixel_upsampling" not in block.get_config()  # an export-time switch, not part of the model
+    config = block.get_config()
+    assert config["subpixel_upsampling"] is False
+    subpixel = ConvolutionBlock.from_config({**config, "subpixel_upsampling": True})  # the same weights, the other form
+    subpixel.build(inputs.shape)
+    subpixel.set_weights(block.get_weights())
+    output = subpixel(inputs, training=False).numpy()
     np.testing.assert_allclose(output, expected, rtol=0, atol=1e-5)
