@@ -1,6 +1,6 @@
 """Inference speed of every deployment path, rendering many poses of one person, and int8 quality, in one run.
 
-    python benchmarks/bench_inference.py [--config configs/market_supervised.yaml] [--fast-config configs/market_fast.yaml]
+    python -m benchmarks.bench_inference [--config configs/market_supervised.yaml] [--fast-config configs/market_fast.yaml]
                                          [--quality-model runs/market_cpu] [--repeats 5] [--batch-size 32]
 
 Every path does the same work: uint8 photo + keypoints in, uint8 image out (heatmaps in-graph).
@@ -21,7 +21,6 @@ and each one's SSIM to the real targets. The last lines are machine-readable.
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -44,27 +43,10 @@ from pnr_tf.models.loading import load_generator
 from pnr_tf.serving.client import GeneratorClient
 from pnr_tf.serving.dev_server import serve
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-
-
-def requests(batch_size, height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    size = np.array([height, width], dtype=np.float32)
-    return {
-        "source_image": rng.integers(0, 256, (batch_size, height, width, 3), dtype=np.uint8),
-        "source_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
-        "target_keypoints": (rng.uniform(0.1, 0.9, (batch_size, 18, 2)) * size).astype(np.float32),
-    }
-
-
-def median_seconds(call, inputs, repeats):
-    call(inputs)  # warm-up: tracing, allocation, delegate set-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call(inputs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks.common import REPOSITORY
+from benchmarks.common import median_seconds
+from benchmarks.common import requests
+from benchmarks.common import synthetic_pairs
 
 
 def tflite_runner(flatbuffer, signature="serving_default"):
@@ -141,16 +123,6 @@ def time_model(generator, name, arguments, with_all_paths):
         f"{path} {latency / reference[0]:.2f} {throughput / reference[1]:.2f}" for path, (latency, throughput) in results.items()
     ), flush=True)  # fmt: skip
     return {"paths": results, "render16": 16 / seconds, "render16_int8": int8_render16}
-
-
-def synthetic_pairs(generator):
-    from pnr_tf.data.datasets import guess_convention
-    from pnr_tf.data.pipeline import pair_samples
-    from pnr_tf.data.synthetic import write_synthetic_dataset
-
-    root = Path(tempfile.mkdtemp()) / "synthetic"
-    write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=guess_convention([], generator.contract.image_size).name)
-    return pair_samples(root / "pairs-test.csv", root / "annotations.csv", root / "images", generator.contract.image_size)
 
 
 def int8_quality(model_path):

@@ -1,6 +1,6 @@
 """Training pairs per second from the supervised pipeline (decode + two heatmaps), printed.
 
-    python benchmarks/bench_pipeline.py [--data DIR] [--batch-size 32] [--num-batches 100] [--workers N]
+    python -m benchmarks.bench_pipeline [--data DIR] [--batch-size 32] [--num-batches 100] [--workers N]
 
 Uses ../shared/data/market_subset when present (real JPEGs), else a synthetic set it writes to a
 temporary directory. Target: >= 300 pairs/s on a 2-core machine, so input never limits a step.

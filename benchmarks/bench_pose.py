@@ -1,6 +1,6 @@
 """Keypoint accuracy of pnr_tf.pose against the field's OpenPose annotations, and its speed, printed.
 
-    python benchmarks/bench_pose.py [--data ../shared/data/market_subset] [--limit N]
+    python -m benchmarks.bench_pose [--data ../shared/data/market_subset] [--limit N]
 
 PCK@0.5: a joint is right when it lies within half the torso size (the distance from the neck to
 the midpoint of the hips, in the reference) of the reference joint. Every joint the reference has is

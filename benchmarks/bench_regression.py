@@ -1,6 +1,6 @@
 """Throughput of PNormRegression(p=1, num_iterations=5) against a plain float32 GEMM, in one run.
 
-    python benchmarks/bench_regression.py [--repeats 10] [--breakdown] [--solver fused|cholesky|matmul]
+    python -m benchmarks.bench_regression [--repeats 10] [--breakdown] [--solver fused|cholesky|matmul]
 
 Prints ms and GFLOP/s for the forward and forward+backward pass at b=8, n=512, d=256 and k=16, 32,
 64, the GFLOP/s of a 2048^3 tf.matmul measured in the same process at the start and the end, and the

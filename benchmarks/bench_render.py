@@ -1,6 +1,6 @@
 """One person in 16 poses: encode once (float, or int8 appearance encoder), render the poses in float32 or int8.
 
-    PYTHONPATH=. python benchmarks/bench_render.py [configs/market_supervised.yaml configs/market_fast.yaml]
+    python -m benchmarks.bench_render [configs/market_supervised.yaml configs/market_fast.yaml]
 
 Fresh weights (speed does not depend on them). The person is encoded by the SavedModel's `encode`
 (float32, the regression needs it); the 16 poses are drawn in one call by the SavedModel's `render`,
@@ -30,11 +30,10 @@ from pnr_tf.export.tflite import encode_calibration_requests
 from pnr_tf.export.tflite import render_calibration_requests
 from pnr_tf.models.factory import built_generator
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY / "benchmarks"))
-from bench_inference import median_seconds  # noqa: E402
-from bench_inference import requests  # noqa: E402
-from bench_inference import synthetic_pairs  # noqa: E402
+from benchmarks.common import REPOSITORY
+from benchmarks.common import median_seconds
+from benchmarks.common import requests
+from benchmarks.common import synthetic_pairs
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """The gRPC dev server and the page under load from many clients, good, bad and hostile requests mixed, printed.
 
-    python benchmarks/bench_serving_load.py [--clients 8] [--seconds 30] [--model runs/quickstart]
+    python -m benchmarks.bench_serving_load [--clients 8] [--seconds 30] [--model runs/quickstart]
 
 Each server runs in its own process (as users start it: ``python -m pnr_tf.serving.dev_server``,
 ``python -m pnr_tf.app``), on a model of the quickstart's size with fresh weights unless --model is

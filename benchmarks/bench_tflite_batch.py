@@ -1,6 +1,6 @@
 """Why TFLite float32 is slower than the SavedModel at batch 32: dynamic batch against a fixed one.
 
-    PYTHONPATH=. python benchmarks/bench_tflite_batch.py [--config configs/market_supervised.yaml] [--batch-size 32]
+    python -m benchmarks.bench_tflite_batch [--config configs/market_supervised.yaml] [--batch-size 32]
 
 Converts the same fresh model (speed does not depend on the weights) twice, serving_default only:
 with the batch dimension dynamic (the default export) and fixed at --batch-size (`export --batch-size`).
@@ -25,10 +25,9 @@ from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.models.factory import built_generator
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY / "benchmarks"))
-from bench_inference import median_seconds  # noqa: E402
-from bench_inference import requests  # noqa: E402
+from benchmarks.common import REPOSITORY
+from benchmarks.common import median_seconds
+from benchmarks.common import requests
 
 
 def op_counts(flatbuffer):

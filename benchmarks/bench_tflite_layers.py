@@ -1,6 +1,6 @@
 """Where TFLite float32 loses to TensorFlow at batch 32: each stage of the generator timed in both.
 
-    PYTHONPATH=. python benchmarks/bench_tflite_layers.py [--config configs/market_supervised.yaml] [--batch-size 32]
+    python -m benchmarks.bench_tflite_layers [--config configs/market_supervised.yaml] [--batch-size 32]
 
 Fresh weights (speed does not depend on them). Every convolution stage of E_a, E_p and the decoder is
 frozen (batch norm folds into its convolution, as in the exported model) and converted alone at a fixed
@@ -18,7 +18,6 @@ size) in both runtimes and prints their GFLOP/s: the floor that the float32 kern
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import numpy as np
@@ -31,9 +30,8 @@ from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.export.serving_module import with_solver
 from pnr_tf.models.factory import built_generator
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY / "benchmarks"))
-from bench_inference import median_seconds  # noqa: E402
+from benchmarks.common import REPOSITORY
+from benchmarks.common import median_seconds
 
 
 def convolution_stages(generator, batch_size):

@@ -1,7 +1,7 @@
 """Training throughput and the quickstart learning curve, printed.
 
-    python benchmarks/bench_train.py throughput [--batch-sizes 8 32] [--steps 3] [--config configs/market_supervised.yaml]
-    python benchmarks/bench_train.py curve --run-dir runs/quickstart [--config configs/quickstart.yaml]
+    python -m benchmarks.bench_train throughput [--batch-sizes 8 32] [--steps 3] [--config configs/market_supervised.yaml]
+    python -m benchmarks.bench_train curve --run-dir runs/quickstart [--config configs/quickstart.yaml]
 
 throughput: training images/s of a config's model (default market_supervised: base 64, N = 6, k = 32,
 p = 1, both discriminators, perceptual loss on a randomly initialised VGG19 of the same shape) on

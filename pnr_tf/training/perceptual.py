@@ -4,7 +4,6 @@ import keras
 import tensorflow as tf
 
 from pnr_tf.pretrained import find_weights
-from pnr_tf.pretrained import keras_cache_path
 
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_LAYER = "block1_conv2"  # relu1_2: Keras fuses the ReLU into the convolution
