@@ -1,4 +1,5 @@
-"""Three helpers every layer and model test uses: tiny generator, config and .keras round trips."""
+"""What the tests share: tiny models and configs, config and .keras round trips, float64 references of the
+heatmaps and of an exported signature, serving inputs, PATN's SSIM call, and image comparisons."""
 
 import os
 import tempfile
@@ -90,22 +91,37 @@ def assert_keras_file_roundtrip(model_or_layer, call, atol=0.0, input_shape=None
     return loaded
 
 
+# The tiny model and schedule every training test uses (as a config's sections).
+TINY_TRAINING = {
+    "model": {
+        "base_filters": 4, "num_encoder_blocks": 1, "num_decoder_blocks": 1, "pose_dim": 4,
+        "num_iterations": 2, "discriminator_filters": 4, "discriminator_blocks": 1,
+    },
+    "loss": {"perceptual_weight": 0.0},
+    "train": {"batch_size": 4, "num_steps": 2, "log_every": 1, "sample_every": 1, "checkpoint_every": 1},
+}  # fmt: skip
+
+
+def tiny_training_values(data_root=None, **sections):
+    """TINY_TRAINING (and data.root) as nested dicts; sections override, e.g. train={"num_steps": 2}."""
+    values = {name: dict(section) for name, section in TINY_TRAINING.items()}
+    if data_root is not None:
+        values["data"] = {"root": str(data_root)}
+    for section, overrides in sections.items():
+        values.setdefault(section, {}).update(overrides)
+    return values
+
+
 def tiny_training_config(data_root, **sections):
     """A Config for unit tests: the tiny model, batch 4, VGG off; sections override, e.g. train={"num_steps": 2}."""
     from pnr_tf.config import config_from_dict
 
-    values = {
-        "data": {"root": str(data_root)},
-        "model": {
-            "base_filters": 4, "num_encoder_blocks": 1, "num_decoder_blocks": 1, "pose_dim": 4,
-            "num_iterations": 2, "discriminator_filters": 4, "discriminator_blocks": 1,
-        },
-        "loss": {"perceptual_weight": 0.0},
-        "train": {"batch_size": 4, "num_steps": 2, "log_every": 1, "sample_every": 1, "checkpoint_every": 1},
-    }  # fmt: skip
-    for section, overrides in sections.items():
-        values.setdefault(section, {}).update(overrides)
-    return config_from_dict(values)
+    return config_from_dict(tiny_training_values(data_root, **sections))
+
+
+def tiny_training_overrides(data_root=None, **sections):
+    """The same as ``--set section.key=value`` arguments for the train command."""
+    return [f"{section}.{key}={value}" for section, values in tiny_training_values(data_root, **sections).items() for key, value in values.items()]
 
 
 def numpy_heatmaps(keypoints, height, width, sigma=6.0):

@@ -12,10 +12,10 @@ from pnr_tf.serving.dev_server import serve
 from pnr_tf.train import main as train_main
 from pnr_tf.visualize import read_rgb
 from tests.helpers import level_difference
+from tests.helpers import tiny_training_overrides
 
-TINY = ["model.base_filters=4", "model.num_encoder_blocks=1", "model.num_decoder_blocks=1", "model.pose_dim=4",
-        "model.num_iterations=2", "model.discriminator_filters=4", "model.discriminator_blocks=1", "loss.perceptual_weight=0",
-        "train.batch_size=2", "train.log_every=1", "train.validation_size=4"]  # fmt: skip
+# PATN's DeepFashion settings from the shipped config, the tiny model and schedule of every training test.
+TINY = tiny_training_overrides(train={"batch_size": 2, "validation_size": 4, "sample_every": 100, "checkpoint_every": 100})
 
 
 def test_the_deepfashion_config_trains_exports_serves_and_is_evaluated(shared_data, tmp_path, capsys):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tiny_training_overrides
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
@@ -46,12 +48,8 @@ def test_each_input_pipeline_reads_only_its_shard(synthetic_root, tmp_path):
 
 def worker_command(run, data_root, *overrides):
     command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(run)]
-    for override in [
-        f"data.root={data_root}", "model.base_filters=4", "model.num_encoder_blocks=1", "model.num_decoder_blocks=1",
-        "model.pose_dim=4", "model.num_iterations=2", "model.discriminator_filters=4", "model.discriminator_blocks=1",
-        "loss.perceptual_weight=0", "train.batch_size=4", "train.log_every=1", "train.sample_every=100",
-        "train.checkpoint_every=2", "train.report_decoded_files=true", *overrides,
-    ]:  # fmt: skip
+    train = {"sample_every": 100, "checkpoint_every": 2, "report_decoded_files": "true"}
+    for override in [*tiny_training_overrides(data_root, train=train), *overrides]:
         command += ["--set", override]
     return command
 
