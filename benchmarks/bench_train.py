@@ -1,11 +1,15 @@
 """Training throughput and the quickstart learning curve, printed.
 
     python -m benchmarks.bench_train throughput [--batch-sizes 8 32] [--steps 3] [--config configs/market_supervised.yaml]
+    python -m benchmarks.bench_train stages [--config configs/market_cpu.yaml] [--batch-size 8]
     python -m benchmarks.bench_train curve --run-dir runs/quickstart [--config configs/quickstart.yaml]
 
 throughput: training images/s of a config's model (default market_supervised: base 64, N = 6, k = 32,
 p = 1, both discriminators, perceptual loss on a randomly initialised VGG19 of the same shape) on
 synthetic data of the config's dataset size, after one traced warm-up step.
+
+stages: forward + backward time of each part of the generator (the encoders, the regression, the
+decoder) in its own tf.function, then the whole training step, medians.
 
 curve: the run's validation curve (validation.jsonl: SSIM and L1 every train.validate_every steps,
 with the baselines), then SSIM (PATN's arguments) and L1 on [-1, 1] on the held-out test pairs (the
@@ -23,8 +27,11 @@ from pathlib import Path
 
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import keras
+import numpy as np
+import tensorflow as tf
 
 from pnr_tf.config import load_config
+from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.models.factory import built_generator
@@ -33,7 +40,8 @@ from pnr_tf.training.trainer import Trainer
 from pnr_tf.data.run_splits import load_samples
 from pnr_tf.training.validation import Validator
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+from benchmarks.common import REPOSITORY
+from benchmarks.common import median_seconds
 
 
 def throughput(config_path, batch_sizes, steps):
@@ -55,6 +63,49 @@ def throughput(config_path, batch_sizes, steps):
             trainer.train_step(next(iterator))
         seconds = (time.perf_counter() - start) / steps
         print(f"batch {batch_size:3d}: {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s  (first step with tracing {trace_seconds:.1f} s)")
+
+
+def stages(config_path, batch_size, repeats):
+    """Forward + backward time of each part of the generator in a training step, and the step itself.
+
+    Each part runs in its own tf.function on the inputs it sees in a step (random images and
+    heatmaps of the config's size), with the gradient of its output's sum taken with respect to its
+    weights and its inputs; the whole step adds the L1 loss, Adam and the weight average.
+    """
+    config = load_config(config_path, [f"train.batch_size={batch_size}"])
+    height, width = config.data.image_height, config.data.image_width
+    generator = built_generator(config)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (batch_size, height, width, 3)), tf.float32)
+    poses = tf.constant(rng.uniform(0, 1, (batch_size, height, width, NUM_JOINTS)), tf.float32)
+    appearance = generator.appearance_encoder(images)
+    pose_rows = generator.pose_encoder(poses)
+    coefficients = generator.regression.estimate(appearance, pose_rows)
+    feature_map = tf.reshape(generator.regression.predict(pose_rows, coefficients), [batch_size, -(-height // 4), -(-width // 4), -1])
+    parts = {
+        "appearance encoder (source)": (generator.appearance_encoder, lambda: generator.appearance_encoder(images, training=True), [images]),
+        "pose encoder (a step runs it twice)": (generator.pose_encoder, lambda: generator.pose_encoder(poses, training=True), [poses]),
+        "regression (estimate, predict)": (generator.regression, lambda: generator.regression(appearance, pose_rows, pose_rows), [appearance, pose_rows]),
+        "decoder": (generator.decoder, lambda: generator.decoder(feature_map, training=True), [feature_map]),
+    }  # fmt: skip
+    print(f"machine: {os.cpu_count()} cores; model: {config_path}, batch {batch_size}; forward + backward, median of {repeats}")
+    for name, (layer, forward, inputs) in parts.items():
+        @tf.function
+        def step(forward=forward, layer=layer, inputs=inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                total = tf.reduce_sum(forward())
+            return tape.gradient(total, [*layer.trainable_variables, *inputs])
+
+        print(f"  {name:36s} {1e3 * median_seconds(lambda _: step(), None, repeats):7.1f} ms")
+    root = Path(tempfile.mkdtemp()) / "synthetic"
+    write_synthetic_dataset(root, num_identities=10, images_per_identity=4, dataset=config.data.dataset)
+    config = load_config(config_path, [f"data.root={root}", "data.annotation_file=annotations.csv", "data.pairs_file=pairs.csv",
+                                       "data.image_dir=images", "data.validation_identities=0", "data.test_identities=0",
+                                       f"train.batch_size={batch_size}"])  # fmt: skip
+    trainer = Trainer(config, tempfile.mkdtemp(), random_vgg=True)
+    iterator = iter(trainer.dataset(load_samples(config), 0))
+    print(f"  {'whole training step':36s} {1e3 * median_seconds(lambda _: trainer.train_step(next(iterator)), None, repeats):7.1f} ms")
 
 
 def curve(run_dir, config_path):
@@ -92,12 +143,18 @@ def main():
     speed.add_argument("--steps", type=int, default=3)
     speed.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"),
                        help="e.g. configs/deepfashion_supervised.yaml for 256 x 176")  # fmt: skip
+    parts = commands.add_parser("stages")
+    parts.add_argument("--batch-size", type=int, default=8)
+    parts.add_argument("--repeats", type=int, default=20)
+    parts.add_argument("--config", default=str(REPOSITORY / "configs" / "market_cpu.yaml"))
     learning = commands.add_parser("curve")
     learning.add_argument("--run-dir", default="runs/quickstart")
     learning.add_argument("--config", default=str(REPOSITORY / "configs" / "quickstart.yaml"))
     arguments = parser.parse_args()
     if arguments.command == "throughput":
         throughput(arguments.config, arguments.batch_sizes, arguments.steps)
+    elif arguments.command == "stages":
+        stages(arguments.config, arguments.batch_size, arguments.repeats)
     else:
         curve(arguments.run_dir, arguments.config)
     return 0

@@ -36,6 +36,12 @@ class DataConfig:
     image_width: int = 64
     heatmap_sigma: float = 6.0
     on_bad_sample: str = "error"  # "error" or "skip"
+    # Training-time augmentation, the same for an example's sources and target (pnr_tf.data.augment);
+    # the paper uses none. Mirror left-right; zoom by up to 1 +- augment_scale and shift by up to half
+    # of it; change brightness, contrast and saturation by up to augment_colour (hue by a tenth of it).
+    augment_mirror: bool = False
+    augment_scale: float = 0.0
+    augment_colour: float = 0.0
     # When root has no annotation file and synthetic is true, the built-in dataset is written there.
     synthetic: bool = False
     synthetic_identities: int = 40
@@ -73,6 +79,9 @@ class LossConfig:
     perceptual_weight: float = 10.0
     gan_appearance_weight: float = 5.0
     gan_pose_weight: float = 5.0
+    # The L1 term weighs each pixel 1 + foreground_weight * (inside the target's body mask): PG2's
+    # pose-mask L1 at 1. 0: the paper's plain L1. The logged "l1" stays the plain mean.
+    foreground_weight: float = 0.0
     # The adversarial terms (and the discriminators' training) start after this many steps of
     # reconstruction only (L1, perceptual), then ramp linearly to their weights over the next
     # adversarial_ramp_steps. 0 and 0: the paper's schedule, adversarial from the first step.
@@ -85,6 +94,9 @@ class LossConfig:
 class TrainConfig:
     mode: str = "supervised"  # "supervised" (pairs) or "unsupervised" (source = target, rows dropped)
     row_keep_probability: float = 1.0
+    # Sources per training example: the pair's source and num_sources - 1 more photos of the person
+    # (never the target), the first repeated where the person has no more (which equals M = 1).
+    num_sources: int = 1
     batch_size: int = 8  # global, over all replicas
     num_steps: int = 1000
     learning_rate: float = 2e-3
@@ -129,7 +141,7 @@ _POSITIVE = {
     "data.image_height", "data.image_width", "data.heatmap_sigma", "model.base_filters", "model.pose_dim",
     "model.num_iterations", "model.delta", "model.discriminator_filters", "train.batch_size", "train.num_steps",
     "train.learning_rate", "train.log_every", "train.sample_every", "train.checkpoint_every", "train.max_checkpoints",
-    "train.validate_every", "train.collective_timeout_seconds",
+    "train.validate_every", "train.collective_timeout_seconds", "train.num_sources",
 }  # fmt: skip
 
 
@@ -205,8 +217,12 @@ def validate(config):
     for key in ("train.beta_1", "train.beta_2"):
         if not 0 <= _lookup(config, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1) (Adam's decay rates), got {_lookup(config, key)!r}")
+    for key in ("data.augment_scale", "data.augment_colour"):
+        if not 0 <= _lookup(config, key) <= 0.5:
+            raise ConfigError(f"{key} must be in [0, 0.5], got {_lookup(config, key)!r}")
     for key in ("model.ridge", "model.num_encoder_blocks", "model.num_decoder_blocks", "model.discriminator_blocks",
-                "loss.l1_weight", "loss.perceptual_weight", "loss.gan_appearance_weight", "loss.gan_pose_weight"):  # fmt: skip
+                "loss.l1_weight", "loss.perceptual_weight", "loss.gan_appearance_weight", "loss.gan_pose_weight",
+                "loss.foreground_weight"):  # fmt: skip
         if _lookup(config, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
     if not 0 <= config.train.ema_decay < 1:

@@ -17,6 +17,15 @@ def l1_loss(generated, target):
     return _mean_per_example(tf.abs(tf.cast(generated, tf.float32) - tf.cast(target, tf.float32)))
 
 
+def weighted_l1_loss(generated, target, pixel_weights):
+    """Mean weighted absolute pixel difference per example: sum(w |x_hat - x_t|) / (H W 3), w of shape (b, H, W, 1).
+
+    With w = 1 + m for the target's body mask m it is PG2's pose-mask L1 (Ma et al. 2017, eq. 3).
+    """
+    difference = tf.abs(tf.cast(generated, tf.float32) - tf.cast(target, tf.float32))
+    return _mean_per_example(difference * tf.cast(pixel_weights, tf.float32))
+
+
 def perceptual_loss(generated_features, target_features):
     """Mean absolute feature difference per example: |phi(x_hat) - phi(x_t)|_1 / size (PATN, relu1_2)."""
     return l1_loss(generated_features, target_features)

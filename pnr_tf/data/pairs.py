@@ -85,3 +85,22 @@ def make_tuples(annotations, num_sources, num_tuples, seed=0, dataset=MARKET):
         chosen = rng.choice(len(names), size=num_sources + 1, replace=False)
         tuples.append((tuple(names[index] for index in chosen[:-1]), names[chosen[-1]]))
     return tuples
+
+
+def with_more_sources(pairs, num_sources, seed=0, dataset=MARKET):
+    """Pair rows (source, target) -> tuple rows ((source, ...), target) of num_sources sources each.
+
+    The extra sources are other photos of the target's person among the rows' images (seeded), never
+    the target; a person with too few photos repeats the pair's source, and a repeated source adds
+    the same rows to the regression, which leaves its solution as it was (M = 1 in effect).
+    """
+    photos = defaultdict(set)
+    for row in pairs:
+        photos[dataset.identity_of(row[-1])].update(row)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for source, target in pairs:
+        others = sorted(photos[dataset.identity_of(target)] - {source, target})
+        chosen = [others[index] for index in rng.permutation(len(others))[: num_sources - 1]]
+        rows.append(((source, *chosen, *[source] * (num_sources - 1 - len(chosen))), target))
+    return rows

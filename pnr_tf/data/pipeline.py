@@ -18,7 +18,9 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
+from pnr_tf.data.augment import augment
 from pnr_tf.data.keypoints import has_visible_joint
+from pnr_tf.data.keypoints import pose_mask
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.pairs import has_torso
 from pnr_tf import images
@@ -238,14 +240,16 @@ def decode_image_bytes(contents):
 
 def make_dataset(
     samples, batch_size, image_size=None, shuffle=True, repeat=True, seed=0, sigma=HEATMAP_SIGMA, drop_remainder=True, skip_examples=0,
-    include_paths=False,
+    include_paths=False, augmentation=None, target_masks=False,
 ):  # fmt: skip
     """Batches of {source_image (b, M, H, W, 3), source_pose (b, M, H, W, 18), target_image, target_pose}.
 
     Decoding runs in parallel per example; heatmaps are built per batch (vectorised). Shuffling is
     seeded; with repeat the dataset is infinite. skip_examples drops that many examples of the
     shuffled stream before decoding (a resumed run continues the data order of an uninterrupted one).
-    Works under strategy.experimental_distribute_dataset.
+    ``augmentation`` (``pnr_tf.data.augment.Augmentation``) changes each example's sources and
+    target alike; ``target_masks`` adds ``target_mask`` (b, H, W, 1), PATN's body mask of the target
+    pose (after augmentation). Works under strategy.experimental_distribute_dataset.
     """
     if len(samples) == 0:
         raise BadSampleError("no usable samples")
@@ -263,11 +267,12 @@ def make_dataset(
         dataset = dataset.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    dataset = dataset.enumerate()  # each example's position in the stream seeds its augmentation
     if skip_examples:
         dataset = dataset.skip(skip_examples)
 
-    def load(example):
-        return {
+    def load(position, example):
+        loaded = {
             "target_path": example["target_path"],
             "source_image": tf.map_fn(
                 lambda path: decode_image(path, image_size), example["source_path"], fn_output_signature=tf.float32
@@ -276,6 +281,15 @@ def make_dataset(
             "target_image": decode_image(example["target_path"], image_size),
             "target_keypoints": example["target_keypoints"],
         }
+        if augmentation is not None and augmentation.active:
+            images = tf.concat([loaded["source_image"], loaded["target_image"][None]], axis=0)
+            keypoints = tf.concat([loaded["source_keypoints"], loaded["target_keypoints"][None]], axis=0)
+            images, keypoints = augment(images, keypoints, augmentation, tf.stack([tf.cast(seed, tf.int64), position]))
+            loaded.update(source_image=images[:-1], source_keypoints=keypoints[:-1], target_image=images[-1], target_keypoints=keypoints[-1])
+        if target_masks:
+            mask = tf.numpy_function(lambda points: pose_mask(points, height, width).astype(np.float32), [loaded["target_keypoints"]], tf.float32)
+            loaded["target_mask"] = tf.ensure_shape(mask, (height, width))[..., None]
+        return loaded
 
     def add_heatmaps(batch):
         result = {
@@ -284,6 +298,8 @@ def make_dataset(
             "target_image": batch["target_image"],
             "target_pose": keypoints_to_heatmaps(batch["target_keypoints"], height, width, sigma),
         }
+        if target_masks:
+            result["target_mask"] = batch["target_mask"]
         if include_paths:  # which files this pipeline read (multi-worker tests and reports)
             result["target_path"] = batch["target_path"]
         return result

@@ -16,6 +16,8 @@ from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.datasets import convention
 from pnr_tf.data.pairs import has_torso
 from pnr_tf.data.pairs import split_rows_by_identity
+from pnr_tf.data.pairs import with_more_sources
+from pnr_tf.data.pipeline import build_sample_set
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
@@ -33,7 +35,8 @@ def prepare_data(config):
 
 
 def load_samples(config, pairs_file=None, identities=None):
-    """Training samples: pairs (supervised, or any explicit pairs_file) or single images (unsupervised).
+    """Training samples: pairs (supervised, or any explicit pairs_file; train.num_sources photos of the
+    person each) or single images (unsupervised).
 
     pairs_file is a path (not resolved against data.root; default data.pairs_file under it);
     identities restricts unsupervised single images to those people (the training split).
@@ -47,9 +50,12 @@ def load_samples(config, pairs_file=None, identities=None):
             identity_of = convention(data.dataset).identity_of
             names = sorted(name for name, points in annotations.items() if identity_of(name) in identities and has_torso(points))
         return single_image_samples(data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample, names)
-    return pair_samples(
-        pairs_file or data.path(data.pairs_file), data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample
-    )
+    pairs_file = pairs_file or data.path(data.pairs_file)
+    if config.train.num_sources == 1:
+        return pair_samples(pairs_file, data.path(data.annotation_file), data.path(data.image_dir), size, data.on_bad_sample)
+    rows = with_more_sources(read_pairs(pairs_file), config.train.num_sources, config.train.seed, convention(data.dataset))
+    annotations = read_annotations(data.path(data.annotation_file), data.on_bad_sample)
+    return build_sample_set(rows, annotations, data.path(data.image_dir), size, data.on_bad_sample, pairs_file)
 
 
 def split_pair_files(config, output_dir, write=True):

@@ -92,12 +92,16 @@ def discriminator_losses(models, inputs, target_image, generated, phases, global
     return total, metrics, variables
 
 
-def generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size):
-    """(total, metrics): the weighted sum of eq. 5's terms; ``weights`` maps term -> scalar (scheduled)."""
+def generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size, target_mask=None):
+    """(total, metrics): the weighted sum of eq. 5's terms; ``weights`` maps term -> scalar (scheduled).
+
+    With a ``target_mask`` (b, H, W, 1) the L1 term weighs pixels 1 + weights["foreground"] inside it.
+    """
     metrics = {}
     l1 = losses.l1_loss(generated, target_image)
     metrics["l1"] = _average(l1, global_batch_size)
-    per_example = weights["l1"] * l1
+    reconstruction = l1 if target_mask is None else losses.weighted_l1_loss(generated, target_image, 1.0 + weights["foreground"] * target_mask)
+    per_example = weights["l1"] * reconstruction
     if models.features is not None:
         perceptual = losses.perceptual_loss(models.features(vgg_preprocess(generated)), models.features(vgg_preprocess(target_image)))
         metrics["perceptual"] = _average(perceptual, global_batch_size)
@@ -134,7 +138,9 @@ def train_step(models, optimizers, batch, weights, phases, global_batch_size, un
         _apply(optimizers.discriminator, discriminator_tape, scaled, variables)
         metrics.update(discriminator_metrics)
     with generator_tape:  # generator phase: resumes the tape that recorded the forward pass
-        total, generator_metrics = generator_losses(models, inputs, target_image, generated, weights, phases, global_batch_size)
+        total, generator_metrics = generator_losses(
+            models, inputs, target_image, generated, weights, phases, global_batch_size, batch.get("target_mask")
+        )
         scaled = optimizers.generator.scale_loss(total)
     _apply(optimizers.generator, generator_tape, scaled, models.generator.trainable_variables)
     metrics.update(generator_metrics)

@@ -29,6 +29,7 @@ def loss_weights(loss, step):
     scale = adversarial_scale(loss, step)
     return {
         "l1": loss.l1_weight,
+        "foreground": loss.foreground_weight,
         "perceptual": loss.perceptual_weight,
         "gan_appearance": scale * loss.gan_appearance_weight,
         "gan_pose": scale * loss.gan_pose_weight,

@@ -23,6 +23,7 @@ from pnr_tf import files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import to_yaml
 from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.data.augment import Augmentation
 from pnr_tf.data.pipeline import BadSampleError
 from pnr_tf.data.pipeline import decode_failure_message
 from pnr_tf.data.pipeline import make_dataset
@@ -163,9 +164,11 @@ class Trainer:
         replicas_here = self.strategy.num_replicas_in_sync // context.num_input_pipelines
         self.shard_description = (f"input pipeline {context.input_pipeline_id + 1} of {context.num_input_pipelines} reads rows "
                                   f"{context.input_pipeline_id}::{context.num_input_pipelines} ({len(shard)} of {len(samples)})")  # fmt: skip
+        augmentation = Augmentation(data.augment_mirror, data.augment_scale, data.augment_colour)
         return make_dataset(
             shard, per_replica, (data.image_height, data.image_width), seed=train.seed, sigma=data.heatmap_sigma,
-            skip_examples=start_step * per_replica * replicas_here, include_paths=True,
+            skip_examples=start_step * per_replica * replicas_here, include_paths=True, augmentation=augmentation,
+            target_masks=self.config.loss.foreground_weight > 0,
         )  # fmt: skip
 
     def dataset(self, samples, start_step=0):

@@ -98,7 +98,7 @@ def test_adversarial_terms_wait_for_the_warm_up_then_ramp_in(five_steps):
     trainer, history = five_steps.trainer, five_steps.history
     loss = trainer.config.loss
     assert [schedule.adversarial_scale(loss, step) for step in range(7)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert schedule.loss_weights(loss, 2) == {"l1": 10.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
+    assert schedule.loss_weights(loss, 2) == {"l1": 10.0, "foreground": 0.0, "perceptual": 0.0, "gan_appearance": 2.5, "gan_pose": 2.5}
     warm_up, ramped = history[1].metrics, history[2].metrics
     assert set(warm_up) == {"l1", "generator_total"} and warm_up["generator_total"] == pytest.approx(10 * warm_up["l1"], rel=1e-6)
     assert changed(history[0].weights[0], history[1].weights[0])
