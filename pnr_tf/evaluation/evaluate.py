@@ -18,12 +18,14 @@ from pnr_tf import files
 from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
+from pnr_tf.evaluation.colour import colour_errors
 from pnr_tf.evaluation.fid import cached_statistics
 from pnr_tf.evaluation.fid import feature_statistics
 from pnr_tf.evaluation.fid import frechet_distance
 from pnr_tf.evaluation.inception import inception_outputs
 from pnr_tf.evaluation.inception_score import NUM_SPLITS
 from pnr_tf.evaluation.inception_score import inception_score
+from pnr_tf.evaluation.sharpness import sharpness_ratio
 from pnr_tf.evaluation.ssim import body_masks
 from pnr_tf.evaluation.ssim import mask_ssim_scores
 from pnr_tf.evaluation.ssim import structural_similarity
@@ -184,13 +186,20 @@ def pair_scores(targets, generated, masks=None, show_progress=False):
     return scores
 
 
+def person_scores(targets, generated, masks):
+    """({"colour_error": mean, "sharpness": ratio}, per-pair colour errors) inside the targets' body masks."""
+    colour = colour_errors(targets, generated, masks)
+    return {"colour_error": float(np.nanmean(colour)), "sharpness": sharpness_ratio(targets, generated, masks)}, colour
+
+
 def baseline_metrics(scored_set, with_masks=True):
-    """{baseline name: {ssim, l1[, mask_ssim]}} on the pairs of a scored set (pnr_tf.evaluation.baselines)."""
+    """{baseline name: {ssim, l1[, mask_ssim], colour_error, sharpness}} on a scored set's pairs (pnr_tf.evaluation.baselines)."""
     results = {}
     for name in BASELINES:
         images = baseline_images(name, scored_set.sources, scored_set.targets)
         scores = pair_scores(scored_set.targets, images, scored_set.masks if with_masks else None)
         results[name] = {metric: float(np.mean(values)) for metric, values in scores.items()}
+        results[name].update(person_scores(scored_set.targets, images, scored_set.masks)[0])
     return results
 
 
@@ -204,6 +213,8 @@ def score(scored_set, inception=None, fid_cache_dir=None, inception_key="imagene
     masks = scored_set.masks if with_masks else None
     per_pair = pair_scores(scored_set.targets, scored_set.generated, masks, show_progress=True)
     metrics = {"num_pairs": len(scored_set), **{name: float(np.mean(values)) for name, values in per_pair.items()}}
+    person, per_pair["colour_error"] = person_scores(scored_set.targets, scored_set.generated, scored_set.masks)
+    metrics.update(person)
     if inception is None:
         return metrics, per_pair
     if len(scored_set) < NUM_SPLITS:
@@ -256,9 +267,14 @@ def write_metrics(out_dir, metrics):
 
 
 def comparison_table(metrics_by_set, published=None, baselines=None, with_masks=True):
-    """Text table: our metrics per set, the trivial baselines on the same pairs, published rows (named)."""
-    columns = ["ssim", "mask_ssim", "l1", "is", "mask_is", "fid"] if with_masks else ["ssim", "l1", "is", "fid"]
-    lines = [f"{'':30s}" + "".join(f"{column:>11s}" for column in columns)]
+    """Text table: our metrics per set, the trivial baselines on the same pairs, published rows (named).
+
+    colour: colour_error in uint8 levels (lower is better); sharp: sharpness, 1.0 = as sharp as the real photos.
+    """
+    columns = ["ssim", "mask_ssim", "l1", "colour_error", "sharpness", "is", "mask_is", "fid"]
+    columns = columns if with_masks else [column for column in columns if not column.startswith("mask_")]
+    headers = {"colour_error": "colour", "sharpness": "sharp"}
+    lines = [f"{'':30s}" + "".join(f"{headers.get(column, column):>11s}" for column in columns)]
     sections = [("", metrics_by_set), ("baseline: ", baselines or {}), ("", published or {})]
     for prefix, rows in sections:
         for name, metrics in rows.items():

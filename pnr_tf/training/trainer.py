@@ -251,7 +251,8 @@ class Trainer:
                 for name, values in baselines.items():
                     for metric, value in values.items():
                         tf.summary.scalar(f"validation_baseline/{name}/{metric}", value)
-        described = "; ".join(f"{name} SSIM {values['ssim']:.3f} L1 {values['l1']:.3f}" for name, values in baselines.items())
+        described = "; ".join(f"{name} SSIM {values['ssim']:.3f} mask-SSIM {values['mask_ssim']:.3f} L1 {values['l1']:.3f}"
+                              for name, values in baselines.items())  # fmt: skip
         print(f"validation: {len(validator)} held-out pairs; baselines: {described}", file=sys.stderr)
         return validator
 

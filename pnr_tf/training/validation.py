@@ -6,11 +6,14 @@ from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
 from pnr_tf.evaluation.evaluate import pair_scores
+from pnr_tf.evaluation.evaluate import person_scores
+from pnr_tf.evaluation.ssim import body_masks
 from pnr_tf.inference import PoseTransfer
 
 
 class Validator:
-    """Held-out pairs decoded once; SSIM (PATN's arguments) and L1 on [-1, 1] of a generator's outputs.
+    """Held-out pairs decoded once; SSIM and mask-SSIM (PATN's), L1 on [-1, 1], the person's colour error
+    and sharpness (pnr_tf.evaluation.colour, .sharpness) of a generator's outputs.
 
     Generation goes through ``pnr_tf.inference`` (uint8 photos and keypoints in, uint8 out), so the
     numbers here equal `python -m pnr_tf.evaluate`'s on the same pairs.
@@ -29,6 +32,7 @@ class Validator:
         self.targets = np.concatenate([batch["target_images"] for batch in batches])
         self.target_keypoints = np.concatenate([batch["target_keypoints"] for batch in batches])
         self.sources = self.source_images[:, 0]
+        self.masks = body_masks(self.target_keypoints, *image_size)  # the targets' people, for mask-SSIM, colour, sharpness
         self._models = {}
 
     def __len__(self):
@@ -41,13 +45,13 @@ class Validator:
         return self._models[id(generator)].generate(self.source_images, self.source_keypoints, self.target_keypoints, self.batch_size)
 
     def score(self, generator):
-        """{"ssim": mean SSIM, "l1": mean L1} of the generator on these pairs."""
-        return {name: float(np.mean(values)) for name, values in pair_scores(self.targets, self.generate(generator)).items()}
+        """{"ssim", "l1", "mask_ssim", "colour_error", "sharpness"} of the generator on these pairs, as evaluate computes them."""
+        return self._scores(self.generate(generator))
 
     def baselines(self):
-        """{baseline: {"ssim", "l1"}} on the same pairs (pnr_tf.evaluation.baselines)."""
-        results = {}
-        for name in BASELINES:
-            scores = pair_scores(self.targets, baseline_images(name, self.sources, self.targets))
-            results[name] = {metric: float(np.mean(values)) for metric, values in scores.items()}
-        return results
+        """The same scores of the trivial baselines on the same pairs (pnr_tf.evaluation.baselines)."""
+        return {name: self._scores(baseline_images(name, self.sources, self.targets)) for name in BASELINES}
+
+    def _scores(self, images):
+        scores = {name: float(np.mean(values)) for name, values in pair_scores(self.targets, images, self.masks).items()}
+        return {**scores, **person_scores(self.targets, images, self.masks)[0]}

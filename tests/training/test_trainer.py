@@ -158,6 +158,9 @@ def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_late
     assert evaluate_main(["--model", str(tmp_path), "--pairs", "pairs-validation.csv", "--no-inception", "--out", str(report)]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["ssim"] == pytest.approx(lines[-1]["ssim"], abs=1e-4) and metrics["l1"] == pytest.approx(lines[-1]["l1"], abs=1e-4)
+    assert metrics["mask_ssim"] == pytest.approx(lines[-1]["mask_ssim"], abs=1e-4)
+    assert metrics["colour_error"] == pytest.approx(lines[-1]["colour_error"], abs=0.05)  # uint8 levels
+    assert metrics["sharpness"] == pytest.approx(lines[-1]["sharpness"], rel=1e-3)
     assert metrics["baselines"]["copy-source"]["ssim"] == pytest.approx(lines[0]["baselines"]["copy-source"]["ssim"], abs=1e-9)
     event_tags = set()
     for event_file in (tmp_path / "logs").iterdir():
