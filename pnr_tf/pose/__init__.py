@@ -25,6 +25,9 @@ from pnr_tf.pose.models import cached_models
 from pnr_tf.pose.models import fetch_models
 
 SMALLEST_SIDE = 48  # pixels; the detector cannot find a person in less
+# The largest person's region (about 1.25 x the body's length) at least this fraction of the photo's
+# longer side: the photo is framed around them and read whole (pnr_tf.pose.blazepose.FRAMED_SCALE).
+FRAMED_FILL = 0.5
 # Market-1501 crops leave about this much of the joints' vertical span above the highest joint and
 # below the lowest (medians of the 367 annotated subset images with head and ankles visible).
 TOP_MARGIN, BOTTOM_MARGIN = 0.095, 0.113
@@ -39,6 +42,7 @@ class PersonPose:
     keypoints: np.ndarray  # (18, 2) (y, x) photo pixels, -1 where not visible
     score: float  # the detector's
     num_people: int  # persons found; the largest is the one described
+    relative_sizes: tuple = (1.0,)  # each person's size over the largest's, largest first
 
 
 @dataclasses.dataclass
@@ -55,15 +59,17 @@ class PoseEstimator:
         models_dir: where the two .tflite files are (default ~/.cache/pnr_tf/pose).
         fetch: allowed to fetch them from PyPI when absent.
         num_threads: TFLite threads (default: TFLite's).
+        quiet: do not print a line when a photo shows several people (a batch job reports them itself).
     """
 
-    def __init__(self, models_dir=None, fetch=True, num_threads=None):
+    def __init__(self, models_dir=None, fetch=True, num_threads=None, quiet=False):
         paths = cached_models(models_dir)
         if paths is None:
             if not fetch:
                 raise PoseModelsUnavailableError("the pose models are not in the cache: run python -m pnr_tf.pose.fetch")
             paths = fetch_models(models_dir)
         self.model = BlazePose(paths["pose_detection.tflite"], paths["pose_landmark_full.tflite"], num_threads)
+        self.quiet = quiet
 
     def estimate(self, photo, name="the photo"):
         """The 18 keypoints of the largest person in an RGB uint8 photo; PoseEstimationError when there is none.
@@ -83,19 +89,26 @@ class PoseEstimator:
                 f"{SMALLEST_SIDE} pixels a side); give its keypoints instead"
             )
         detections = self.model.detect(photo)
-        # The largest person: the one the detector's scale point puts farthest from the hips. The
-        # detector finds people by their face; in a small crop around one person (Market's 128 x 64)
-        # it often finds none, and the photo itself is then taken as the person's frame.
-        largest = max(detections, key=lambda detection: np.linalg.norm(detection.keypoints[1] - detection.keypoints[0]), default=None)
-        if len(detections) > 1:
+        # People by size: the side of the region the landmark model would read (the detector's scale
+        # point's distance from the hips, enlarged). The detector finds people by their face; in a small
+        # crop around one person (Market's 128 x 64) it often finds none.
+        sizes = sorted(((self.model.region(detection)[2], index) for index, detection in enumerate(detections)), reverse=True)
+        largest = detections[sizes[0][1]] if sizes else None
+        if len(detections) > 1 and not self.quiet:
             print(f"{name}: {len(detections)} people found; using the largest", file=sys.stderr)
-        landmarks = self.model.landmarks(photo, largest)
+        # A photo the person fills (a dataset crop, a full-length portrait) is read whole, without the
+        # detector's region: more accurate on crops (BENCHMARKS.md); a person in a wider scene by the detector's.
+        if largest is None or sizes[0][0] >= FRAMED_FILL * max(photo.shape[:2]):
+            landmarks = self.model.framed_landmarks(photo)
+        else:
+            landmarks = self.model.landmarks(photo, largest)
         if landmarks.presence < PRESENCE_THRESHOLD:
             raise PoseEstimationError(f"no person found in {name} (the landmark model's presence score is {landmarks.presence:.2f})")
         keypoints = to_openpose(landmarks, photo.shape)
         if not (keypoints >= 0).all(axis=1).any():
             raise PoseEstimationError(f"no joint of the person in {name} is visible enough to use")
-        return PersonPose(keypoints, largest.score if largest else landmarks.presence, max(len(detections), 1))
+        relative_sizes = tuple(size / sizes[0][0] for size, _ in sizes)
+        return PersonPose(keypoints, largest.score if largest else landmarks.presence, max(len(detections), 1), relative_sizes or (1.0,))
 
 
 def crop_box(keypoints, image_size):

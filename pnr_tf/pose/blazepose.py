@@ -30,7 +30,13 @@ DETECTION_THRESHOLD = 0.5
 # crops 22 of 443 real people score below 0.5 but only 9 below 0.1, while blank and noise images score
 # below 0.08 (measured 2026-11-27): 0.15 refuses those and keeps most people.
 PRESENCE_THRESHOLD = 0.15
-VISIBILITY_THRESHOLD = 0.5
+# MediaPipe drops a landmark below visibility 0.5. On framed person crops the model is unsure of
+# joints it places well: at 0.5, PCK@0.5 on the Market subset was 0.88, at 0.1 0.94 (BENCHMARKS.md).
+VISIBILITY_THRESHOLD = 0.1
+# A photo framed around one person (a dataset crop) is read whole: the square region around its
+# centre, this many times its longer side, the outside black (Market subset PCK@0.5: 0.94 against
+# 0.88 with 1.15 and the border repeated, 0.90 through the detector).
+FRAMED_SCALE = 1.3
 SUPPRESSION_IOU = 0.3
 ROI_SCALE = 1.25
 # OpenPose-COCO joint -> BlazePose landmark (None: the neck, the shoulders' midpoint).
@@ -154,15 +160,20 @@ class BlazePose:
 
     @staticmethod
     def framed_region(photo):
-        """The region for a photo framed around one person (a Market crop): its centre, 1.15 x its height."""
+        """The region for a photo framed around one person (a Market crop): its centre, FRAMED_SCALE x its longer side."""
         height, width = photo.shape[:2]
-        return width / 2, height / 2, 1.15 * max(height, width), 0.0
+        return width / 2, height / 2, FRAMED_SCALE * max(height, width), 0.0
+
+    def framed_landmarks(self, photo):
+        """The 33 landmarks of the person a photo is framed around: the whole photo, black around it, no detector."""
+        return self._landmarks_in(photo, self.framed_region(photo), None, border=cv2.BORDER_CONSTANT)
 
     def landmarks(self, photo, detection, refine=True):
         """The 33 landmarks of one person: from the detection's region (or, with detection None, the
         framed region), then once more from the region the first pass's auxiliary points give."""
-        region = self.region(detection) if detection is not None else self.framed_region(photo)
-        landmarks = self._landmarks_in(photo, region, detection)
+        if detection is None:
+            return self.framed_landmarks(photo)
+        landmarks = self._landmarks_in(photo, self.region(detection), detection)
         if refine:
             centre, scale_point = landmarks.auxiliary
             refined = Detection(landmarks.presence, None, np.stack([centre, scale_point]))
@@ -171,7 +182,7 @@ class BlazePose:
                 landmarks = second
         return landmarks
 
-    def _landmarks_in(self, photo, region, detection):
+    def _landmarks_in(self, photo, region, detection, border=cv2.BORDER_REPLICATE):
         centre_x, centre_y, side, rotation = region
         cosine, sine = math.cos(rotation), math.sin(rotation)
         step = side / LANDMARK_SIZE
@@ -183,7 +194,7 @@ class BlazePose:
             [sine * step, cosine * step, centre_y - 0.5 + sine * offset + cosine * offset],
         ])  # fmt: skip
         crop = cv2.warpAffine(photo, matrix, (LANDMARK_SIZE, LANDMARK_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+                              borderMode=border)  # fmt: skip
         outputs = self._run(self.landmark_model, crop.astype(np.float32) / 255.0)
         raw = next(value for value in outputs.values() if value.shape == (195,)).reshape(39, 5).astype(np.float64)
         # The pose flag is a probability already (MediaPipe thresholds it at 0.5 as it comes); visibility is a logit.

@@ -98,16 +98,23 @@ def test_no_person_too_small_and_several_people_are_told(estimator, shared_data,
     for dtype in (np.float32, np.float64, np.uint16, np.int64):
         with pytest.raises(PoseEstimationError, match=f"photo.png: expected uint8 RGB pixels \\(0-255\\), got {np.dtype(dtype).name}"):
             estimator.estimate(np.full((128, 64, 3), 0.5, dtype), "photo.png")
-    photo = read_rgb(next((shared_data / "market_subset" / "images").iterdir()))
+    crop = read_rgb(next((shared_data / "market_subset" / "images").iterdir()))
+    photo = np.zeros((512, 512, 3), np.uint8)  # a wider scene: the person a quarter of its height
+    photo[100:228, 200:264] = crop
     # Two detections, the second larger: the one used is the larger, and the user is told.
-    small = blazepose.Detection(0.9, np.zeros(4), np.array([[32.0, 70.0], [32.0, 60.0], [0, 0], [0, 0]]))
-    large = blazepose.Detection(0.8, np.zeros(4), np.array([[32.0, 70.0], [32.0, 20.0], [0, 0], [0, 0]]))
+    small = blazepose.Detection(0.9, np.zeros(4), np.array([[232.0, 170.0], [232.0, 158.0], [0, 0], [0, 0]]))
+    large = blazepose.Detection(0.8, np.zeros(4), np.array([[232.0, 170.0], [232.0, 110.0], [0, 0], [0, 0]]))
     monkeypatch.setattr(estimator.model, "detect", lambda photo: [small, large])
     chosen = []
     original = estimator.model.landmarks
     monkeypatch.setattr(estimator.model, "landmarks", lambda photo, detection: chosen.append(detection) or original(photo, detection))
-    estimator.estimate(photo, "group.png")
+    pose = estimator.estimate(photo, "group.png")
     assert chosen == [large] and "group.png: 2 people found; using the largest" in capsys.readouterr().err
+    assert pose.num_people == 2 and pose.relative_sizes == pytest.approx((1.0, 0.2))
+    # A photo the person fills is read whole, without the detector's region.
+    monkeypatch.setattr(estimator.model, "detect", lambda photo: [large])
+    estimator.estimate(crop, "crop.png")
+    assert chosen == [large]
 
 
 def test_fetch_checks_the_hash_of_what_it_extracts(tmp_path, monkeypatch):
