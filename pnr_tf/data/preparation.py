@@ -1,0 +1,260 @@
+"""A folder of photos -> a dataset in the field's formats, keypoints estimated: what ``python -m pnr_tf.data.prepare`` does.
+
+Input: one folder per person (the folder's name is the identity), or a flat folder whose file names
+follow the Market (``0001_c1s1_...``) or DeepFashion (``<item>_<view>``) convention. JPEG, PNG,
+WebP or BMP of any size; EXIF orientation is honoured; every photo is sized from its header before
+it is decoded (``pnr_tf.images``).
+
+For each photo: the person is found (``pnr_tf.pose.PoseEstimator``), framed and resized as the
+dataset's crops are (a photo already of the dataset's shape that the person fills is only resized;
+any other is cut around the person with Market's margins), and the 18 keypoints are estimated on
+that crop. Written to the output folder:
+
+    images/             the crops (JPEG, quality 95)
+    annotations.csv     name:keypoints_y:keypoints_x, -1 = missing
+    pairs.csv           same-person pairs, both with a torso, of the training people
+    pairs-test.csv      the same for the held-out people (a seeded share of the identities, stable
+                        as the folder grows: a person's side depends only on the seed and their name)
+    dropped.csv         every photo left out and why: unreadable, no person, several people of
+                        similar size, no torso (both shoulders and both hips), too small
+    prepared.csv        each photo seen (path, size, modification time) and what became of it:
+                        running again over a grown folder only looks at new or changed photos
+    contact_sheet.png   every kept crop with its skeleton drawn, to look at before training
+"""
+
+import csv
+import dataclasses
+import hashlib
+import io
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pnr_tf import files
+from pnr_tf.data.annotations import read_annotations
+from pnr_tf.data.annotations import write_annotations
+from pnr_tf.data.annotations import write_pairs
+from pnr_tf.data.datasets import convention
+from pnr_tf.data.pairs import has_torso
+from pnr_tf.data.pairs import make_pairs
+from pnr_tf.images import ImageFileError
+from pnr_tf.pose import PoseEstimationError
+from pnr_tf.pose import PoseEstimator
+from pnr_tf.pose import crop_person
+from pnr_tf.progress import ProgressBar
+from pnr_tf.visualize import draw_pose
+from pnr_tf.visualize import labelled_rows
+from pnr_tf.visualize import read_rgb
+from pnr_tf.visualize import write_rgb
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+SIMILAR_SIZE = 0.7  # a second person at least this large (relative to the largest) makes the photo ambiguous
+SMALLEST_PERSON = 0.5  # a crop box shorter than this fraction of the output height would be enlarged too far
+MANIFEST_FIELDS = ("source", "bytes", "modified", "name", "dropped")
+
+
+@dataclasses.dataclass
+class PreparationJob:
+    photos: str  # the input folder
+    out: str  # the dataset folder written
+    dataset: str = "market"  # naming convention and, unless image_size is given, the crop size
+    image_size: tuple = None  # (height, width)
+    test_fraction: float = 0.2  # share of the people held out in pairs-test.csv
+    seed: int = 0
+    sheet_columns: int = 16
+
+    @property
+    def size(self):
+        return tuple(self.image_size or convention(self.dataset).image_size)
+
+
+@dataclasses.dataclass
+class PreparationReport:
+    kept: int  # photos in the dataset now
+    new: int  # photos looked at in this run
+    dropped: dict  # reason -> [source paths], of every run
+    train_pairs: int
+    test_pairs: int
+    people: int
+
+
+def find_photos(folder):
+    """(source path relative to folder, identity) of every photo: subfolders are people, else names carry them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder of photos at {folder}")
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        relative = path.relative_to(folder)
+        identity = relative.parts[0] if len(relative.parts) > 1 else None
+        found.append((str(relative), identity))
+    return found
+
+
+def safe(text):
+    """A name part without the separators the conventions read identities by."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-") or "x"
+
+
+def output_name(relative, identity):
+    """The crop's file name: <identity>_<photo>.jpg for a folder per person (both without '_', which the
+    conventions read identities by), the photo's own name as .jpg in a flat folder."""
+    stem = Path(relative).stem
+    if identity is None:
+        return f"{stem}.jpg"
+    if stem.startswith(identity + "_"):  # photos already named after their person: not twice
+        stem = stem[len(identity) + 1 :]
+    return f"{safe(identity)}_{safe(stem)}.jpg"
+
+
+# Names a flat folder's photos must have: the identity is read from them.
+FLAT_NAMES = {"market": re.compile(r"^(\d{4}|-1)_."), "deepfashion": re.compile(r"^.+_[^_]+$")}
+
+
+def check_flat_names(photos, dataset):
+    """ValueError naming a photo of a flat folder whose name does not carry its person's identity."""
+    for relative, identity in photos:
+        if identity is None and Path(relative).suffix.lower() in PHOTO_SUFFIXES and not FLAT_NAMES[dataset].match(Path(relative).stem):
+            example = "0001_c1s1_000001_00.jpg" if dataset == "market" else "fashionWOMENDressesid0000262902_1front.jpg"
+            raise ValueError(f"{relative}: in a flat folder the {dataset} convention reads the person from the name (like {example}); "
+                             "put each person's photos in a folder of their own instead (its name is the identity)")  # fmt: skip
+
+
+def held_out(identity, seed, fraction):
+    """Whether a person is held out: a hash of (seed, identity), so adding people never moves earlier ones."""
+    digest = hashlib.sha256(f"{seed}:{identity}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def frame(photo, estimator, image_size, name):
+    """(crop of image_size, its keypoints) of the one person in a photo, or PreparationDrop saying why not."""
+    pose = estimator.estimate(photo, name)
+    if len(pose.relative_sizes) > 1 and pose.relative_sizes[1] >= SIMILAR_SIZE:
+        raise PreparationDrop("several people")
+    height, width = photo.shape[:2]
+    same_shape = abs(height / width - image_size[0] / image_size[1]) < 0.02
+    visible = pose.keypoints[(pose.keypoints >= 0).all(axis=1)]
+    fills = len(visible) and np.ptp(visible[:, 0]) >= 0.6 * height
+    if same_shape and fills:  # already framed as the dataset's crops: resized only, keypoints scaled
+        image = cv2.resize(photo, image_size[::-1], interpolation=cv2.INTER_AREA if height > image_size[0] else cv2.INTER_LINEAR)
+        scale = np.array([image_size[0] / height, image_size[1] / width])
+        keypoints = np.where(pose.keypoints >= 0, (pose.keypoints + 0.5) * scale - 0.5, -1.0)
+        return image, keypoints
+    crop = crop_person(photo, pose.keypoints, image_size)
+    if crop.box[2] < SMALLEST_PERSON * image_size[0]:
+        raise PreparationDrop("too small")
+    return crop.image, estimator.estimate(crop.image, name).keypoints  # the crop read whole: the accurate path
+
+
+class PreparationDrop(Exception):
+    """A photo left out of the dataset; the message is the reason."""
+
+
+def _annotation_keypoints(keypoints, image_size):
+    """Rounded to pixels (the file holds integers), inside the image, -1 where missing."""
+    rounded = np.round(np.asarray(keypoints, np.float64))
+    inside = (rounded >= 0).all(axis=1) & (rounded[:, 0] < image_size[0]) & (rounded[:, 1] < image_size[1])
+    return np.where(inside[:, None], rounded, -1).astype(np.int32)
+
+
+def _read_manifest(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as file:
+        return {row["source"]: row for row in csv.DictReader(file)}
+
+
+def _write_manifest(path, rows):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, MANIFEST_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows.values(), key=lambda row: row["source"]))
+    files.write_text(path, text.getvalue())
+
+
+def contact_sheet(images, keypoints, columns):
+    """Every kept crop with its skeleton, ``columns`` to a row, rows labelled by the crops' numbers in
+    annotations.csv's (sorted) order."""
+    drawn = [draw_pose(image, points) for image, points in zip(images, keypoints)]
+    rows = [drawn[start : start + columns] for start in range(0, len(drawn), columns)]
+    labels = [f"{start + 1}-{min(start + columns, len(drawn))}" for start in range(0, len(drawn), columns)]
+    return labelled_rows(rows, labels)
+
+
+def prepare(job, estimator=None):
+    """Runs a job: new photos framed and annotated, the files rewritten; returns a PreparationReport."""
+    if not 0 <= job.test_fraction < 1:
+        raise ValueError(f"the held-out share must be in [0, 1), got {job.test_fraction}")
+    out = Path(job.out)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "prepared.csv"
+    manifest = _read_manifest(manifest_path)
+    annotation_path = out / "annotations.csv"
+    annotations = dict(read_annotations(annotation_path)) if annotation_path.is_file() else {}
+    photos = find_photos(job.photos)
+    check_flat_names(photos, job.dataset)
+    new = []
+    for relative, identity in photos:
+        stat = (Path(job.photos) / relative).stat()
+        seen = manifest.get(relative)
+        if seen is None or seen["bytes"] != str(stat.st_size) or seen["modified"] != str(int(stat.st_mtime)):
+            new.append((relative, identity, stat))
+    estimator = estimator or (PoseEstimator(quiet=True) if new else None)
+    progress = ProgressBar(len(new), unit="photo")
+    for count, (relative, identity, stat) in enumerate(new, start=1):
+        name = output_name(relative, identity)
+        row = {"source": relative, "bytes": str(stat.st_size), "modified": str(int(stat.st_mtime)), "name": "", "dropped": ""}
+        previous = manifest.get(relative, {}).get("name")
+        if previous:  # a changed photo: its old crop goes
+            annotations.pop(previous, None)
+        try:
+            if Path(relative).suffix.lower() not in PHOTO_SUFFIXES:
+                raise PreparationDrop("unreadable")
+            image, keypoints = frame(read_rgb(Path(job.photos) / relative), estimator, job.size, relative)
+            points = _annotation_keypoints(keypoints, job.size)
+            if not has_torso(points):
+                raise PreparationDrop("no torso")
+            write_rgb(images_dir / name, image)
+            annotations[name] = points
+            row["name"] = name
+        except (ImageFileError, FileNotFoundError):
+            row["dropped"] = "unreadable"
+        except PoseEstimationError:
+            row["dropped"] = "no person"
+        except PreparationDrop as drop:
+            row["dropped"] = str(drop)
+        manifest[relative] = row
+        if count % 20 == 0 or count == len(new):
+            progress.update(count)
+    progress.close()
+    kept = {row["name"] for row in manifest.values() if row["name"]}
+    annotations = {name: points for name, points in sorted(annotations.items()) if name in kept}
+    write_annotations(annotation_path, annotations)
+    _write_manifest(manifest_path, manifest)
+    dataset = convention(job.dataset)
+    pairs = make_pairs(annotations, dataset=dataset)
+    test = [pair for pair in pairs if held_out(dataset.identity_of(pair[1]), job.seed, job.test_fraction)]
+    train = [pair for pair in pairs if not held_out(dataset.identity_of(pair[1]), job.seed, job.test_fraction)]
+    write_pairs(out / "pairs.csv", train)
+    write_pairs(out / "pairs-test.csv", test)
+    dropped = {}
+    for row in manifest.values():
+        if row["dropped"]:
+            dropped.setdefault(row["dropped"], []).append(row["source"])
+    with open(out / "dropped.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(["source", "reason"])
+        writer.writerows(sorted((source, reason) for reason, sources in dropped.items() for source in sources))
+    names = sorted(annotations)
+    if names:
+        crops = [read_rgb(images_dir / name) for name in names]
+        write_rgb(out / "contact_sheet.png", contact_sheet(crops, [annotations[name] for name in names], job.sheet_columns))
+    people = {dataset.identity_of(name) for name in names}
+    return PreparationReport(len(names), len(new), dropped, len(train), len(test), len(people))
+
