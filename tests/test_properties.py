@@ -28,7 +28,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_keypoints_json
 from pnr_tf.data.annotations import read_pairs
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # JSON-like values, with the awkward ones: huge and negative integers, floats of every kind, booleans, nesting.
 scalars = st.one_of(

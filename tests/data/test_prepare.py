@@ -44,8 +44,12 @@ def photos(tmp_path_factory):
     if pose_models.cached_models() is None:
         pytest.skip("the BlazePose models are not in the cache: run python -m pnr_tf.pose.fetch")
     folder = tmp_path_factory.mktemp("photos")
+    # The first 40 items (about a third of the subset) keep the test short; BENCHMARKS.md has the whole subset.
+    items = sorted({path.stem.rsplit("_", 1)[0] for path in (shared / "images").iterdir()})[:40]
     for path in sorted((shared / "images").iterdir()):
         item = path.stem.rsplit("_", 1)[0]
+        if item not in items:
+            continue
         (folder / item).mkdir(exist_ok=True)
         shutil.copy(path, folder / item / path.name)
     first = sorted(folder.iterdir())[0]
@@ -61,7 +65,8 @@ def test_prepare_keeps_the_people_with_good_keypoints_reports_the_rest_and_train
     assert prepare_main([str(folder), "--out", str(data), "--dataset", "deepfashion"]) == 0
     printed = capsys.readouterr().out
     annotations = read_annotations(data / "annotations.csv")
-    assert len(annotations) >= 0.95 * 248, printed
+    photos_given = sum(1 for path in folder.rglob("*.jpg") if path.stat().st_size)
+    assert len(annotations) >= 0.95 * photos_given, printed
     with open(data / "dropped.csv", newline="") as file:
         dropped = {row["source"].rsplit("/", 1)[-1]: row["reason"] for row in csv.DictReader(file)}
     assert {"notes.txt": "unreadable", "empty.jpg": "unreadable", "wall.png": "no person"}.items() <= dropped.items()
