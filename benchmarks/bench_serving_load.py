@@ -24,13 +24,11 @@ import http.client
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
@@ -48,6 +46,8 @@ from pnr_tf.export import export_keras
 from pnr_tf.export import export_saved_model
 from pnr_tf.models.factory import built_generator
 from pnr_tf.models.loading import load_generator
+from tests.helpers import png_declaring
+from tests.helpers import tensor_declaring
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -72,23 +72,6 @@ def reset_peak_memory(pid):
         return True
     except OSError:
         return False
-
-
-def png_declaring(width, height):
-    """A valid-looking PNG of a few hundred bytes whose header declares width x height (a decompression bomb's header)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00" + bytes(3 * width))) + chunk(b"IEND", b"")
-
-
-def tensor_declaring(dtype, shape):
-    proto = tf.make_tensor_proto(np.zeros((0,), dtype))
-    proto.tensor_shape.Clear()
-    for size in shape:
-        proto.tensor_shape.dim.add().size = size
-    return proto
 
 
 # gRPC ------------------------------------------------------------------------------------------

@@ -187,3 +187,27 @@ def with_contract(generator, **changes):
     copy.build_from_config(generator.get_build_config())
     copy.set_weights(generator.get_weights())
     return copy
+
+
+def png_declaring(width, height, rows=1):
+    """A PNG whose header declares width x height; its data holds only a few rows (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    pixels = zlib.compress(b"".join(b"\x00" + bytes(3 * width) for _ in range(rows)))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def tensor_declaring(dtype, shape):
+    """A TensorProto that declares a shape and carries no values (TensorFlow would fill it with zeros)."""
+    import tensorflow as tf
+
+    proto = tf.make_tensor_proto(np.zeros((0,), dtype))
+    proto.tensor_shape.Clear()
+    for size in shape:
+        proto.tensor_shape.dim.add().size = size
+    return proto

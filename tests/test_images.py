@@ -2,7 +2,6 @@
 
 import struct
 import time
-import zlib
 
 import cv2
 import numpy as np
@@ -14,17 +13,7 @@ from pnr_tf.images import ImageTooLargeError
 from pnr_tf.images import decode_rgb
 from pnr_tf.images import image_size
 from pnr_tf.visualize import read_rgb
-
-
-def png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_declaring(width, height, rows=1):
-    """A PNG whose header declares width x height; its data holds only a few rows (the decoder would allocate it all)."""
-    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    pixels = zlib.compress(b"".join(b"\x00" + bytes(3 * width) for _ in range(rows)))
-    return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b"")
+from tests.helpers import png_declaring
 
 
 @pytest.mark.parametrize(

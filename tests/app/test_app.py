@@ -25,7 +25,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.pose import models as pose_models
 from tests.helpers import reference_generate
-from tests.test_images import png_declaring
+from tests.helpers import png_declaring
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 OUTPUT = REPOSITORY / "test-output"

@@ -16,7 +16,7 @@ from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.pipeline import tuple_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
-from tests.test_images import png_declaring
+from tests.helpers import png_declaring
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pnr_tf.serving.client import ServerUnavailableError
 from pnr_tf.serving.dev_server import serve
 from tests.helpers import random_serving_inputs
 from tests.helpers import reference_generate
+from tests.helpers import tensor_declaring
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -249,15 +250,6 @@ def test_encode_once_and_render_many_over_grpc(server_address, local_model):
             client.predict({"coefficients": broken, "target_keypoints": target_keypoints}, "render")
 
 
-def declared_only(dtype, shape):
-    """A TensorProto that declares a shape and carries no values (TensorFlow would fill it with zeros)."""
-    proto = tf.make_tensor_proto(np.zeros((0,), dtype))
-    proto.tensor_shape.Clear()
-    for size in shape:
-        proto.tensor_shape.dim.add().size = size
-    return proto
-
-
 def raw_predict(address, inputs, signature="serving_default"):
     from tensorflow.core.framework import tensor_pb2
     from tensorflow_serving.apis import predict_pb2
@@ -289,14 +281,14 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(saved_model_bas
     try:
         before = resident_megabytes()
         cases = [
-            ({**good, "source_image": declared_only(np.uint8, (20000, 16, 8, 3))}, "serving_default", "a batch of 20000 examples exceeds"),
-            ({**good, "source_image": declared_only(np.uint8, (10**12, 16, 8, 3))}, "serving_default", "exceeds this server's maximum"),
-            ({**good, "source_image": declared_only(np.uint8, (2, 10**9, 8, 3))}, "serving_default", "must have shape"),
-            ({"source_images": declared_only(np.uint8, (1, 5000, 16, 8, 3)), "source_keypoints": declared_only(np.float32, (1, 5000, 18, 2)),
+            ({**good, "source_image": tensor_declaring(np.uint8, (20000, 16, 8, 3))}, "serving_default", "a batch of 20000 examples exceeds"),
+            ({**good, "source_image": tensor_declaring(np.uint8, (10**12, 16, 8, 3))}, "serving_default", "exceeds this server's maximum"),
+            ({**good, "source_image": tensor_declaring(np.uint8, (2, 10**9, 8, 3))}, "serving_default", "must have shape"),
+            ({"source_images": tensor_declaring(np.uint8, (1, 5000, 16, 8, 3)), "source_keypoints": tensor_declaring(np.float32, (1, 5000, 18, 2)),
               "target_keypoints": target_keypoints[:1]}, "multi_shot", "5000 source photos per example exceed this server's maximum of 4"),
             ({"source_images": images[:, :0], "source_keypoints": source_keypoints[:, :0], "target_keypoints": target_keypoints},
              "multi_shot", "at least one source image is needed"),
-            ({"coefficients": declared_only(np.float32, (10**6, 4, 16)), "target_keypoints": target_keypoints}, "render", "people in coefficients"),
+            ({"coefficients": tensor_declaring(np.float32, (10**6, 4, 16)), "target_keypoints": target_keypoints}, "render", "people in coefficients"),
         ]  # fmt: skip
         short_content = tf.make_tensor_proto(images[:, 0])
         short_content.tensor_content = short_content.tensor_content[:-5]
