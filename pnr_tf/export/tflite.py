@@ -111,9 +111,8 @@ def convert_to_tflite(generator, quantize="none", calibration=None, signatures=N
     four; int8: serving_default, encode or render alone) keeps a subset. ``batch_size`` fixes the batch
     dimension (every call must then send that many examples; render's coefficients stay one person):
     the float32 models run as fast with a dynamic batch (their shapes are sized when the interpreter is
-    prepared; ``tflite_generator``), and the int8 render model drew 16 poses twice as fast with a fixed
-    batch before that was so (not measured since; BENCHMARKS.md). Batch-1 calibration requests are
-    regrouped to that batch. An int8 serving_default model keeps its batch dynamic: TensorFlow 2.21's
+    prepared; ``tflite_generator``); BENCHMARKS.md times the int8 render model with a fixed batch of 16.
+    Batch-1 calibration requests are regrouped to that batch. An int8 serving_default model keeps its batch dynamic: TensorFlow 2.21's
     calibrator crashes on a fixed one.
     """
     if quantize not in QUANTIZATIONS:

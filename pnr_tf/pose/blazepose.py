@@ -28,7 +28,7 @@ LANDMARK_SIZE = 256
 DETECTION_THRESHOLD = 0.5
 # MediaPipe keeps a pose at presence 0.5 (for video, where the next frame retries). On Market's small
 # crops 22 of 443 real people score below 0.5 but only 9 below 0.1, while blank and noise images score
-# below 0.08 (measured 2026-11-27): 0.15 refuses those and keeps most people.
+# below 0.08: 0.15 refuses those and keeps most people.
 PRESENCE_THRESHOLD = 0.15
 # MediaPipe drops a landmark below visibility 0.5. On framed person crops the model is unsure of
 # joints it places well: at 0.5, PCK@0.5 on the Market subset was 0.88, at 0.1 0.94 (BENCHMARKS.md).
