@@ -82,6 +82,9 @@ class LossConfig:
     # The L1 term weighs each pixel 1 + foreground_weight * (inside the target's body mask): PG2's
     # pose-mask L1 at 1. 0: the paper's plain L1. The logged "l1" stays the plain mean.
     foreground_weight: float = 0.0
+    # 1 - SSIM of the generated and real target inside the target's body mask (mask-SSIM as a loss,
+    # pnr_tf.losses.ssim_loss): L1 alone draws the blurry mean of what could be there. 0: the paper's losses.
+    mask_ssim_weight: float = 0.0
     # The adversarial terms (and the discriminators' training) start after this many steps of
     # reconstruction only (L1, perceptual), then ramp linearly to their weights over the next
     # adversarial_ramp_steps. 0 and 0: the paper's schedule, adversarial from the first step.
@@ -222,7 +225,7 @@ def validate(config):
             raise ConfigError(f"{key} must be in [0, 0.5], got {_lookup(config, key)!r}")
     for key in ("model.ridge", "model.num_encoder_blocks", "model.num_decoder_blocks", "model.discriminator_blocks",
                 "loss.l1_weight", "loss.perceptual_weight", "loss.gan_appearance_weight", "loss.gan_pose_weight",
-                "loss.foreground_weight"):  # fmt: skip
+                "loss.foreground_weight", "loss.mask_ssim_weight"):  # fmt: skip
         if _lookup(config, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
     if not 0 <= config.train.ema_decay < 1:

@@ -26,6 +26,19 @@ def weighted_l1_loss(generated, target, pixel_weights):
     return _mean_per_example(difference * tf.cast(pixel_weights, tf.float32))
 
 
+def ssim_loss(generated, target, mask=None):
+    """1 - SSIM per example, with PATN's window (11 x 11 Gaussian, sigma 1.5), on images in [-1, 1].
+
+    With a (b, H, W, 1) 0/1 mask both images are multiplied by it first: mask-SSIM's recipe, so the
+    term asks for the person's structure and leaves the background, which no pose predicts, alone.
+    """
+    generated = (tf.cast(generated, tf.float32) + 1.0) / 2.0
+    target = (tf.cast(target, tf.float32) + 1.0) / 2.0
+    if mask is not None:
+        generated, target = generated * mask, target * mask
+    return 1.0 - tf.image.ssim(generated, target, max_val=1.0, filter_size=11, filter_sigma=1.5)
+
+
 def perceptual_loss(generated_features, target_features):
     """Mean absolute feature difference per example: |phi(x_hat) - phi(x_t)|_1 / size (PATN, relu1_2)."""
     return l1_loss(generated_features, target_features)

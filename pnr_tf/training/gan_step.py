@@ -102,6 +102,10 @@ def generator_losses(models, inputs, target_image, generated, weights, phases, g
     metrics["l1"] = _average(l1, global_batch_size)
     reconstruction = l1 if target_mask is None else losses.weighted_l1_loss(generated, target_image, 1.0 + weights["foreground"] * target_mask)
     per_example = weights["l1"] * reconstruction
+    if "mask_ssim" in weights:
+        structure = losses.ssim_loss(generated, target_image, target_mask)
+        metrics["mask_ssim_loss"] = _average(structure, global_batch_size)
+        per_example += weights["mask_ssim"] * structure
     if models.features is not None:
         perceptual = losses.perceptual_loss(models.features(vgg_preprocess(generated)), models.features(vgg_preprocess(target_image)))
         metrics["perceptual"] = _average(perceptual, global_batch_size)

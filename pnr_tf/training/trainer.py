@@ -168,7 +168,7 @@ class Trainer:
         return make_dataset(
             shard, per_replica, (data.image_height, data.image_width), seed=train.seed, sigma=data.heatmap_sigma,
             skip_examples=start_step * per_replica * replicas_here, include_paths=True, augmentation=augmentation,
-            target_masks=self.config.loss.foreground_weight > 0,
+            target_masks=self.config.loss.foreground_weight > 0 or self.config.loss.mask_ssim_weight > 0,
         )  # fmt: skip
 
     def dataset(self, samples, start_step=0):
