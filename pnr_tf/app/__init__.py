@@ -10,8 +10,13 @@ Who may use it: requests must name a known host (loopback names, the bound addre
 others get 400), and a generation must be an application/json POST whose Origin, when the browser
 sends one, is the page's own (415 / 403 otherwise), so another web site open in the same browser
 cannot drive it, directly or through DNS rebinding. Bodies are read no further than the size limit.
+
+How much it holds: at most ``max_requests`` generation requests at once (their bodies read, waiting or
+running; more get 503 before their bodies are read), of which ``generations_at_once`` decode photos and
+run the model. Memory is then bounded by that many bodies and that many generations' working sets.
 """
 
+import asyncio
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -32,6 +37,10 @@ from pnr_tf.data.annotations import parse_json
 PAGE = Path(__file__).with_name("page.html")
 # Base64 adds a third; a little room for the JSON around the images.
 MAX_REQUEST_BYTES = MAX_SOURCES * MAX_IMAGE_BYTES * 4 // 3 + 64 * 1024
+# Generation requests admitted at once, and generations run at once (one per core of a small machine:
+# more only share the cores and multiply the decoded photos held).
+MAX_REQUESTS = 8
+GENERATIONS_AT_ONCE = 2
 
 
 # Host names the page answers to unless told others: this machine's loopback names.
@@ -87,9 +96,11 @@ def request_json(body):
         raise RequestError(400, "the request is not JSON") from None
 
 
-def create_app(service, hosts=LOOPBACK_HOSTS):
+def create_app(service, hosts=LOOPBACK_HOSTS, max_requests=MAX_REQUESTS, generations_at_once=GENERATIONS_AT_ONCE):
     """The Starlette app serving ``service`` (a PageService) under the host names ``hosts`` (others get 400)."""
     page = PAGE.read_text()
+    admitted = 0  # generation requests between admission and answer; one event loop, so no lock
+    running = asyncio.Semaphore(generations_at_once)
 
     async def index(request):
         return HTMLResponse(page)
@@ -98,14 +109,22 @@ def create_app(service, hosts=LOOPBACK_HOSTS):
         return JSONResponse(service.gallery())
 
     async def generate(request: Request):
+        nonlocal admitted
+        problem = request_problem(request)
+        if problem is not None:
+            return JSONResponse({"error": problem[1]}, status_code=problem[0])
+        if admitted >= max_requests:
+            busy = f"busy: {max_requests} generations are in progress or waiting; try again in a moment"
+            return JSONResponse({"error": busy}, status_code=503, headers={"Retry-After": "1"})
+        admitted += 1
         try:
-            problem = request_problem(request)
-            if problem is not None:
-                raise RequestError(*problem)
             payload = request_json(await limited_body(request))
-            return JSONResponse(await run_in_threadpool(service.generate, payload))
+            async with running:
+                return JSONResponse(await run_in_threadpool(service.generate, payload))
         except RequestError as error:
             return JSONResponse({"error": str(error)}, status_code=error.status)
+        finally:
+            admitted -= 1
 
     routes = [Route("/", index), Route("/api/poses", poses), Route("/api/generate", generate, methods=["POST"])]
     return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False)])

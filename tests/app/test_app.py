@@ -51,11 +51,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def start_server(service):
+def start_server(service, **app_options):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(service, **app_options), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -178,6 +178,55 @@ def test_only_the_page_itself_may_generate(api, synthetic_root):
             assert raised.value.code == 400, (host, path)
     with urllib.request.urlopen(urllib.request.Request(f"{address}/api/poses", headers={"Host": "localhost"}), timeout=30) as response:
         assert response.status == 200
+
+
+class HeldService:
+    """Generations that wait for the test's word, counting how many run at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = self.most_running = self.started = 0
+
+    def gallery(self):
+        return []
+
+    def generate(self, payload):
+        with self.lock:
+            self.running += 1
+            self.started += 1
+            self.most_running = max(self.most_running, self.running)
+        self.release.wait(timeout=60)
+        with self.lock:
+            self.running -= 1
+        return {"answer": payload["n"]}
+
+
+def test_requests_beyond_the_admitted_get_503_before_their_bodies_are_read_and_generations_queue():
+    service = HeldService()
+    server, thread, address = start_server(service, max_requests=3, generations_at_once=2)
+    try:
+        answers = {}
+        held = [threading.Thread(target=lambda n=n: answers.__setitem__(n, post(address, {"n": n}))) for n in range(3)]
+        for worker in held:
+            worker.start()
+        for _ in range(200):  # two generations run, the third waits for a slot
+            if service.started == 2:
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert service.started == 2
+        status, answer = post(address, b"x" * 1000)  # refused before its (non-JSON) body is read: 503, not 400
+        assert status == 503 and "busy" in answer["error"]
+        service.release.set()
+        for worker in held:
+            worker.join(timeout=60)
+        assert answers == {n: (200, {"answer": n}) for n in range(3)} and service.most_running == 2
+        assert post(address, {"n": 7}) == (200, {"answer": 7})  # admissions are given back
+    finally:
+        service.release.set()
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_allowed_hosts_are_loopback_the_bound_address_and_the_named_ones():
