@@ -95,4 +95,3 @@ def augment(images, keypoints, augmentation, seed):
         images = recolour(images, brightness=(2.0 * draws[4] - 1.0) * strength, contrast=1.0 + (2.0 * draws[5] - 1.0) * strength,
                           saturation=1.0 + (2.0 * draws[6] - 1.0) * strength, hue=(2.0 * draws[7] - 1.0) * strength / 10.0)  # fmt: skip
     return images, keypoints
-

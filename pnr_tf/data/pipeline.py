@@ -17,11 +17,11 @@ from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
-from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.augment import augment
+from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import has_visible_joint
-from pnr_tf.data.keypoints import pose_mask
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
+from pnr_tf.data.keypoints import pose_mask
 from pnr_tf.data.pairs import has_torso
 from pnr_tf import images
 

@@ -239,8 +239,9 @@ def prepare(job, estimator=None):
     _write_manifest(manifest_path, manifest)
     dataset = convention(job.dataset)
     pairs = make_pairs(annotations, dataset=dataset)
-    test = [pair for pair in pairs if held_out(dataset.identity_of(pair[1]), job.seed, job.test_fraction)]
-    train = [pair for pair in pairs if not held_out(dataset.identity_of(pair[1]), job.seed, job.test_fraction)]
+    train, test = [], []
+    for pair in pairs:
+        (test if held_out(dataset.identity_of(pair[1]), job.seed, job.test_fraction) else train).append(pair)
     write_pairs(out / "pairs.csv", train)
     write_pairs(out / "pairs-test.csv", test)
     dropped = {}

@@ -27,11 +27,13 @@ def phases(loss, step, unsupervised=False):
 def loss_weights(loss, step):
     """{term: weight} of the generator loss."""
     scale = adversarial_scale(loss, step)
-    extra = {"mask_ssim": loss.mask_ssim_weight} if loss.mask_ssim_weight > 0 else {}  # present only when used: its term is traced only then
-    return {**extra,
+    weights = {
         "l1": loss.l1_weight,
         "foreground": loss.foreground_weight,
         "perceptual": loss.perceptual_weight,
         "gan_appearance": scale * loss.gan_appearance_weight,
         "gan_pose": scale * loss.gan_pose_weight,
-    }  # fmt: skip
+    }
+    if loss.mask_ssim_weight > 0:  # present only when used: the step traces its SSIM only then
+        weights["mask_ssim"] = loss.mask_ssim_weight
+    return weights

@@ -3,8 +3,7 @@
 import numpy as np
 
 from pnr_tf.data.pipeline import decoded_batches
-from pnr_tf.evaluation.baselines import BASELINES
-from pnr_tf.evaluation.baselines import baseline_images
+from pnr_tf.evaluation.evaluate import baseline_metrics
 from pnr_tf.evaluation.evaluate import pair_scores
 from pnr_tf.evaluation.evaluate import person_scores
 from pnr_tf.evaluation.ssim import body_masks
@@ -46,12 +45,10 @@ class Validator:
 
     def score(self, generator):
         """{"ssim", "l1", "mask_ssim", "colour_error", "sharpness"} of the generator on these pairs, as evaluate computes them."""
-        return self._scores(self.generate(generator))
-
-    def baselines(self):
-        """The same scores of the trivial baselines on the same pairs (pnr_tf.evaluation.baselines)."""
-        return {name: self._scores(baseline_images(name, self.sources, self.targets)) for name in BASELINES}
-
-    def _scores(self, images):
+        images = self.generate(generator)
         scores = {name: float(np.mean(values)) for name, values in pair_scores(self.targets, images, self.masks).items()}
         return {**scores, **person_scores(self.targets, images, self.masks)[0]}
+
+    def baselines(self):
+        """The same scores of the trivial baselines on the same pairs: evaluate's, this set in its ScoredSet's place."""
+        return baseline_metrics(self)
