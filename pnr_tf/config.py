@@ -103,6 +103,9 @@ class TrainConfig:
     batch_size: int = 8  # global, over all replicas
     num_steps: int = 1000
     learning_rate: float = 2e-3
+    # Both optimizers' rate stays learning_rate until this fraction of num_steps, then falls linearly to
+    # 0 at num_steps (pix2pix's "linear decay" epochs); 1.0 keeps it constant.
+    decay_start: float = 1.0
     beta_1: float = 0.5
     beta_2: float = 0.999
     seed: int = 0
@@ -228,6 +231,8 @@ def validate(config):
                 "loss.foreground_weight", "loss.mask_ssim_weight"):  # fmt: skip
         if _lookup(config, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
+    if not 0 <= config.train.decay_start <= 1:
+        raise ConfigError(f"train.decay_start must be in [0, 1] (a fraction of train.num_steps), got {config.train.decay_start}")
     if not 0 <= config.train.ema_decay < 1:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     if not 0 < config.train.row_keep_probability <= 1:

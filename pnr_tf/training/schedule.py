@@ -1,9 +1,23 @@
-"""The adversarial schedule: reconstruction only for a warm-up, then the adversarial terms ramped in.
+"""The schedules: the learning rate's linear decay, and the adversarial terms (reconstruction only for a
+warm-up, then ramped in).
 
 Every function takes the number of completed steps and describes the step after it.
 """
 
 from pnr_tf.training.gan_step import Phases
+
+
+def learning_rate(train, step):
+    """The optimizers' rate for the step after ``step`` (``train``: a TrainConfig): constant, then a linear fall.
+
+    It reaches 0 only after the last step: step num_steps - 1 still updates by a 1 / (decay steps) share.
+    """
+    decay_start = round(train.decay_start * train.num_steps)
+    if step < decay_start:
+        return train.learning_rate
+    if step >= train.num_steps:  # a run resumed past its end takes no more steps
+        return 0.0
+    return train.learning_rate * max(0.0, (train.num_steps - step) / (train.num_steps - decay_start))
 
 
 def adversarial_scale(loss, step):

@@ -102,6 +102,7 @@ class Trainer:
         self.decoded_paths = set()
         self._step_functions = {}
         self._stop_signal = None
+        self._learning_rate = None  # the rate last given to the optimizers
         self._update_average = tf.function(self._update_average_eagerly)
 
     def _build_models(self, random_vgg):
@@ -195,6 +196,10 @@ class Trainer:
         batch = self._without_paths(batch)
         step, loss = self.step, self.config.loss
         weights = {name: tf.constant(value, tf.float32) for name, value in schedule.loss_weights(loss, step).items()}
+        rate = schedule.learning_rate(self.config.train, step)
+        if rate != self._learning_rate:  # an assign only where the rate changes
+            self.optimizers.generator.learning_rate = self.optimizers.discriminator.learning_rate = rate
+            self._learning_rate = rate
         metrics = self._step_function(schedule.phases(loss, step, self.unsupervised))(batch, weights)
         if self.average_generator is not None:
             completed = step + 1
@@ -410,7 +415,7 @@ class Trainer:
         with writer.as_default(step=step):
             for name, value in metrics.items():
                 tf.summary.scalar(f"loss/{name}", value)
-            tf.summary.scalar("learning_rate", self.config.train.learning_rate)
+            tf.summary.scalar("learning_rate", schedule.learning_rate(self.config.train, step - 1))
             tf.summary.scalar("schedule/adversarial_scale", schedule.adversarial_scale(self.config.loss, step - 1))
 
     def _handle_signal(self, number, frame):

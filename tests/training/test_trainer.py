@@ -197,3 +197,30 @@ def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
     assert len(every) == len(validation_rows) > 4 and len(some) == 4
     assert {identity_of(path.rsplit("/", 1)[1]) for path in some.target_paths} == identities["validation"]
     assert [path.rsplit("/", 1)[1] for path in some.target_paths] == [validation_rows[0][1], *[path.rsplit("/", 1)[1] for path in some.target_paths[1:-1]], validation_rows[-1][1]]
+
+
+def test_the_learning_rate_is_constant_then_falls_linearly_to_zero():
+    train = SimpleNamespace(learning_rate=0.002, num_steps=10, decay_start=0.6)
+    # Steps 0..6 at the full rate, then (10 - step) / 4 of it; 0 once the run is over.
+    expected = [0.002] * 7 + [0.0015, 0.001, 0.0005, 0.0, 0.0]
+    np.testing.assert_allclose([schedule.learning_rate(train, step) for step in range(12)], expected, rtol=1e-12, atol=0)
+    constant = SimpleNamespace(learning_rate=0.002, num_steps=10, decay_start=1.0)
+    assert [schedule.learning_rate(constant, step) for step in range(10)] == [0.002] * 10
+
+
+def test_the_traced_step_reads_the_scheduled_rate(synthetic_root, tmp_path):
+    # One step at the full rate, then one past the end at rate 0: a rate captured in the trace as a
+    # constant would move the weights again.
+    config = tiny_training_config(synthetic_root, train={"num_steps": 1, "decay_start": 0.0, "ema_decay": 0.0})
+    trainer = Trainer(config, tmp_path)
+    iterator = iter(trainer.dataset(load_samples(config), 0))
+    before = weights(trainer.models.generator)
+    trainer.train_step(next(iterator))
+    after = weights(trainer.models.generator)
+    # Adam's first update moves each weight by rate * g / (|g| + epsilon): the rate, where g is not tiny.
+    largest = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(after, before))
+    assert largest == pytest.approx(config.train.learning_rate, rel=1e-3)
+    trainer.train_step(next(iterator))
+    assert keras.ops.convert_to_numpy(trainer.optimizers.generator.learning_rate) == 0.0
+    assert keras.ops.convert_to_numpy(trainer.optimizers.discriminator.learning_rate) == 0.0
+    assert not changed(after, weights(trainer.models.generator))
