@@ -17,7 +17,7 @@ def learning_rate(train, step):
         return train.learning_rate
     if step >= train.num_steps:  # a run resumed past its end takes no more steps
         return 0.0
-    return train.learning_rate * max(0.0, (train.num_steps - step) / (train.num_steps - decay_start))
+    return train.learning_rate * (train.num_steps - step) / (train.num_steps - decay_start)
 
 
 def adversarial_scale(loss, step):
