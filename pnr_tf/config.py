@@ -85,6 +85,9 @@ class LossConfig:
     # 1 - SSIM of the generated and real target inside the target's body mask (mask-SSIM as a loss,
     # pnr_tf.losses.ssim_loss): L1 alone draws the blurry mean of what could be there. 0: the paper's losses.
     mask_ssim_weight: float = 0.0
+    # 1 - SSIM of the whole generated and real target (pnr_tf.losses.ssim_loss without a mask): the
+    # measure the field reports, background included. 0: the paper's losses.
+    ssim_weight: float = 0.0
     # The adversarial terms (and the discriminators' training) start after this many steps of
     # reconstruction only (L1, perceptual), then ramp linearly to their weights over the next
     # adversarial_ramp_steps. 0 and 0: the paper's schedule, adversarial from the first step.
@@ -228,7 +231,7 @@ def validate(config):
             raise ConfigError(f"{key} must be in [0, 0.5], got {_lookup(config, key)!r}")
     for key in ("model.ridge", "model.num_encoder_blocks", "model.num_decoder_blocks", "model.discriminator_blocks",
                 "loss.l1_weight", "loss.perceptual_weight", "loss.gan_appearance_weight", "loss.gan_pose_weight",
-                "loss.foreground_weight", "loss.mask_ssim_weight"):  # fmt: skip
+                "loss.foreground_weight", "loss.mask_ssim_weight", "loss.ssim_weight"):  # fmt: skip
         if _lookup(config, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_lookup(config, key)!r}")
     if not 0 <= config.train.decay_start <= 1:

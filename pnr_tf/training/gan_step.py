@@ -106,6 +106,10 @@ def generator_losses(models, inputs, target_image, generated, weights, phases, g
         structure = losses.ssim_loss(generated, target_image, target_mask)
         metrics["mask_ssim_loss"] = _average(structure, global_batch_size)
         per_example += weights["mask_ssim"] * structure
+    if "ssim" in weights:
+        structure = losses.ssim_loss(generated, target_image)
+        metrics["ssim_loss"] = _average(structure, global_batch_size)
+        per_example += weights["ssim"] * structure
     if models.features is not None:
         perceptual = losses.perceptual_loss(models.features(vgg_preprocess(generated)), models.features(vgg_preprocess(target_image)))
         metrics["perceptual"] = _average(perceptual, global_batch_size)

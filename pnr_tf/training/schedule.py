@@ -50,4 +50,6 @@ def loss_weights(loss, step):
     }
     if loss.mask_ssim_weight > 0:  # present only when used: the step traces its SSIM only then
         weights["mask_ssim"] = loss.mask_ssim_weight
+    if loss.ssim_weight > 0:
+        weights["ssim"] = loss.ssim_weight
     return weights

@@ -54,6 +54,7 @@ def test_overrides_are_parsed_as_yaml_values():
         ("data.image_height=130", "data.image_height must be a multiple of 4"),
         ("train.row_keep_probability=0", "train.row_keep_probability"),
         ("train.decay_start=1.5", "train.decay_start must be in \\[0, 1\\]"),
+        ("loss.ssim_weight=-1", "loss.ssim_weight must be >= 0"),
         ("model.norm=null", "model.norm must not be null"),
         ("train.batch_size", "section.key=value"),
         ("model.p=[1", "model.p: the value '\\[1' is not valid YAML"),

@@ -51,19 +51,21 @@ def test_ssim_loss_is_one_minus_scikit_image_ssim_of_the_masked_images():
     np.testing.assert_allclose(losses.ssim_loss(target, target, mask).numpy(), [0.0, 0.0], atol=1e-6)
 
 
-def test_the_generator_total_adds_the_weighted_mask_ssim_term_to_the_foreground_weighted_l1():
+def test_the_generator_total_adds_the_weighted_ssim_terms_to_the_foreground_weighted_l1():
     rng = np.random.default_rng(4)
     target = rng.uniform(-1, 1, (2, 32, 16, 3)).astype(np.float32)
     generated = np.clip(target + rng.normal(0, 0.5, target.shape), -1, 1).astype(np.float32)
     mask = np.zeros((2, 32, 16, 1), np.float32)
     mask[:, 4:30, 2:14] = 1.0
-    weights = {"l1": 10.0, "foreground": 2.0, "mask_ssim": 3.0}
+    weights = {"l1": 10.0, "foreground": 2.0, "mask_ssim": 3.0, "ssim": 5.0}
     no_adversary = SimpleNamespace(appearance=False, pose=False)
     total, metrics = generator_losses(SimpleNamespace(features=None), None, target, generated, weights, no_adversary, 2, mask)
     weighted_l1 = (np.abs(generated - target) * (1 + 2.0 * mask)).reshape(2, -1).mean(axis=1)
     structure = [1.0 - ssim_reference((t + 1) / 2 * m, (g + 1) / 2 * m) for t, g, m in zip(target, generated, mask)]
-    assert float(total) == pytest.approx(np.mean(10.0 * weighted_l1 + 3.0 * np.array(structure)), rel=1e-5)
+    whole = [1.0 - ssim_reference((t + 1) / 2, (g + 1) / 2) for t, g in zip(target, generated)]
+    assert float(total) == pytest.approx(np.mean(10.0 * weighted_l1 + 3.0 * np.array(structure) + 5.0 * np.array(whole)), rel=1e-5)
     assert float(metrics["mask_ssim_loss"]) == pytest.approx(np.mean(structure), rel=1e-5)
+    assert float(metrics["ssim_loss"]) == pytest.approx(np.mean(whole), rel=1e-5)
     assert float(metrics["l1"]) == pytest.approx(np.abs(generated - target).mean(), rel=1e-5)  # logged plain
 
 
@@ -77,9 +79,10 @@ def ssim_reference(reference, generated):
     )  # fmt: skip
 
 
-def test_the_mask_ssim_term_is_scheduled_only_when_it_has_a_weight():
+def test_the_ssim_terms_are_scheduled_only_when_they_have_a_weight():
     from pnr_tf.config import LossConfig
     from pnr_tf.training import schedule
 
-    assert "mask_ssim" not in schedule.loss_weights(LossConfig(), 0)
+    assert "mask_ssim" not in schedule.loss_weights(LossConfig(), 0) and "ssim" not in schedule.loss_weights(LossConfig(), 0)
     assert schedule.loss_weights(LossConfig(mask_ssim_weight=3.0), 0)["mask_ssim"] == 3.0
+    assert schedule.loss_weights(LossConfig(ssim_weight=4.0), 0)["ssim"] == 4.0
