@@ -102,6 +102,11 @@ TINY_TRAINING = {
 }  # fmt: skip
 
 
+# A loss section for tests whose subject is not the adversarial terms (files, signals, validation):
+# the discriminators' phase about doubles the training step's tracing, most of such a test's time.
+RECONSTRUCTION_ONLY = {"adversarial_warmup_steps": 100000}
+
+
 def tiny_training_values(data_root=None, **sections):
     """TINY_TRAINING (and data.root) as nested dicts; sections override, e.g. train={"num_steps": 2}."""
     values = {name: dict(section) for name, section in TINY_TRAINING.items()}

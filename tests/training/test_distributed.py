@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import RECONSTRUCTION_ONLY
 from tests.helpers import tiny_training_overrides
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -49,11 +50,9 @@ def test_each_input_pipeline_reads_only_its_shard(synthetic_root, tmp_path):
 def worker_command(run, data_root, *overrides):
     command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(run)]
     train = {"sample_every": 100, "checkpoint_every": 2, "report_decoded_files": "true"}
-    # Reconstruction only: the discriminators' phase would double each worker's tracing, and what
-    # this file checks (shards, resuming, a lost worker) does not depend on it (test_two_replicas.py
-    # checks the adversarial step's reductions).
-    loss = {"adversarial_warmup_steps": 100000}
-    for override in [*tiny_training_overrides(data_root, train=train, loss=loss), *overrides]:
+    # Reconstruction only: what this file checks (shards, resuming, a lost worker) does not depend on
+    # the discriminators (test_two_replicas.py checks the adversarial step's reductions).
+    for override in [*tiny_training_overrides(data_root, train=train, loss=RECONSTRUCTION_ONLY), *overrides]:
         command += ["--set", override]
     return command
 

@@ -12,6 +12,7 @@ import pnr_tf  # noqa: F401  (registers the layers for load_model)
 from pnr_tf.training import schedule
 from pnr_tf.training.trainer import Trainer
 from pnr_tf.data.run_splits import load_samples
+from tests.helpers import RECONSTRUCTION_ONLY
 from tests.helpers import tiny_training_config
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def test_unsupervised_step_reconstructs_the_source_without_the_appearance_discri
 
 
 def test_perceptual_term_with_a_randomly_initialised_vgg19(synthetic_root, tmp_path):
-    config = tiny_training_config(synthetic_root, loss={"perceptual_weight": 10.0})
+    config = tiny_training_config(synthetic_root, loss={**RECONSTRUCTION_ONLY, "perceptual_weight": 10.0})
     metrics = one_step(Trainer(config, tmp_path, random_vgg=True))
     assert np.isfinite(metrics["perceptual"]) and metrics["perceptual"] > 0
 
@@ -148,7 +149,7 @@ def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_late
     from pnr_tf.evaluate import main as evaluate_main
 
     config = tiny_training_config(
-        synthetic_root, data={"validation_pairs": "pairs-validation.csv"},
+        synthetic_root, data={"validation_pairs": "pairs-validation.csv"}, loss=RECONSTRUCTION_ONLY,
         train={"num_steps": 3, "validate_every": 2, "checkpoint_every": 2, "sample_every": 100},
     )  # fmt: skip
     Trainer(config, tmp_path).fit()

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import pnr_tf  # noqa: F401  (registers the layers for load_model)
 from pnr_tf.training.trainer import Trainer
+from tests.helpers import RECONSTRUCTION_ONLY
 from tests.helpers import tiny_training_config
 from tests.training.test_trainer import weights
 
@@ -104,7 +105,7 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
         "--set", f"data.root={synthetic_root}", "--set", "model.base_filters=4", "--set", "model.num_encoder_blocks=1",
         "--set", "model.num_decoder_blocks=1", "--set", "model.pose_dim=4", "--set", "model.num_iterations=2",
         "--set", "model.discriminator_filters=4", "--set", "model.discriminator_blocks=1", "--set", "loss.perceptual_weight=0",
-        "--set", "train.batch_size=2",
+        "--set", "train.batch_size=2", "--set", f"loss.adversarial_warmup_steps={RECONSTRUCTION_ONLY['adversarial_warmup_steps']}",
         "--set", "train.log_every=1", "--set", "train.checkpoint_every=1000", "--set", "train.sample_every=1000",
     ]  # fmt: skip
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
@@ -137,7 +138,8 @@ def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(sy
     overrides = {
         "data.root": synthetic_root, "model.base_filters": 4, "model.num_encoder_blocks": 1, "model.num_decoder_blocks": 1,
         "model.pose_dim": 4, "model.num_iterations": 2, "model.discriminator_filters": 4, "model.discriminator_blocks": 1,
-        "loss.perceptual_weight": 0, "train.batch_size": 4, "train.num_steps": 100000, "train.log_every": 1,
+        "loss.perceptual_weight": 0, **{f"loss.{key}": value for key, value in RECONSTRUCTION_ONLY.items()},
+        "train.batch_size": 4, "train.num_steps": 100000, "train.log_every": 1,
         "train.checkpoint_every": 1, "train.sample_every": 1000,
     }  # fmt: skip
     command = [sys.executable, "-m", "pnr_tf.train", "--output-dir", str(output)]
@@ -158,7 +160,7 @@ def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(sy
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing_of_it(synthetic_root, tmp_path):
-    config = tiny_training_config(synthetic_root, train={"num_steps": 5, "checkpoint_every": 1, "sample_every": 100})
+    config = tiny_training_config(synthetic_root, loss=RECONSTRUCTION_ONLY, train={"num_steps": 5, "checkpoint_every": 1, "sample_every": 100})
     trainer = Trainer(config, tmp_path)
     decoder_kernel = trainer.models.generator.decoder.to_image.kernel
     decoder_kernel.assign(np.full(decoder_kernel.shape, np.nan, np.float32))  # every generated pixel NaN
