@@ -69,6 +69,9 @@ class ModelConfig:
     delta: float = 1e-2
     ridge: float = 1e-3
     solver: str = "auto"  # "auto" | "fused" | "cholesky" | "matmul": pnr_tf.ops.solvers
+    # p = 1: whether the gradient of IRLS's last iteration runs through its weights 1 / max(|r|, delta)
+    # (true) or holds them constant (false), differentiating the weighted least squares it solves.
+    irls_weight_gradient: bool = True
     discriminator_filters: int = 64
     discriminator_blocks: int = 3
 

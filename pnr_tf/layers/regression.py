@@ -37,6 +37,10 @@ class PNormRegression(keras.layers.Layer):
         num_iterations: IRLS iterations T for ``p = 1`` (at least 1).
         delta: residual floor in the IRLS weights ``1 / max(|r|, delta)``.
         ridge: ridge strength relative to the mean diagonal of each Gram matrix.
+        weight_gradient: whether the last IRLS iteration's gradient runs through its weights
+            ``1 / max(|a - P w|, delta)`` as well as through the solve. False holds them constant:
+            the last iteration is then differentiated as the weighted least squares it solves, and
+            A and P get no terms of size up to ``1 / delta^2`` from rows that fit within delta.
         solver: ``"auto"`` (default: the fused CPU kernel of ``pnr_tf.ops.packed_cholesky`` when
             it builds and no GPU is visible, else ``"cholesky"``), ``"fused"`` (the kernel or an
             error), ``"cholesky"`` (``tf.linalg.cholesky``) or ``"matmul"`` (an unrolled Cholesky of
@@ -61,7 +65,7 @@ class PNormRegression(keras.layers.Layer):
     Reference: "Pose Guided Person Image Generation with Hidden p-Norm Regression", eq. (1)-(4).
     """
 
-    def __init__(self, p=1, num_iterations=5, delta=1e-2, ridge=1e-3, solver="auto", **kwargs):
+    def __init__(self, p=1, num_iterations=5, delta=1e-2, ridge=1e-3, solver="auto", weight_gradient=True, **kwargs):
         # The solve stays float32 under mixed precision: float16 Gram matrices are not usable.
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
@@ -78,6 +82,7 @@ class PNormRegression(keras.layers.Layer):
         self.delta = float(delta)
         self.ridge = float(ridge)
         self.solver = solver
+        self.weight_gradient = bool(weight_gradient)
         self.resolved_solver = resolve_solver(solver)  # raises for an unknown name
 
     def estimate(self, appearance, pose, row_weights=None):
@@ -122,7 +127,7 @@ class PNormRegression(keras.layers.Layer):
             (tf.constant(0), tf.stop_gradient(coefficients)),
         )
         # The last iteration carries the gradient, from the incoming W held constant.
-        return self.irls_step(appearance, pose, outer, row_weights, tf.stop_gradient(coefficients))
+        return self.irls_step(appearance, pose, outer, row_weights, tf.stop_gradient(coefficients), weight_gradient=self.weight_gradient)
 
     def call(self, source_appearance, source_pose, target_pose, row_weights=None):
         return self.predict(target_pose, self.estimate(source_appearance, source_pose, row_weights))
@@ -139,15 +144,22 @@ class PNormRegression(keras.layers.Layer):
         system = add_relative_ridge(gram, self.ridge, ABSOLUTE_RIDGE_FLOOR)
         return symmetric_solve(system, rhs, self._factorization)
 
-    def irls_step(self, appearance, pose, outer, row_weights, coefficients, differentiable=True):
+    def irls_step(self, appearance, pose, outer, row_weights, coefficients, differentiable=True, weight_gradient=True):
         """One IRLS update of every column of W: w_j = (P^T D_j P + l_j I)^-1 P^T D_j a_j.
 
         appearance (b, n, d), pose (b, n, k), outer = ``row_outer_products(pose)``, row_weights
         (b, n, 1), coefficients (b, k, d). ``differentiable=False`` lets the fused kernel skip what
-        only the gradient needs.
+        only the gradient needs; ``weight_gradient=False`` holds the weights D_j constant.
         """
         prediction = tf.matmul(pose, coefficients)
-        if self.resolved_solver == "fused" and not differentiable:  # one pass over memory, no gradient
+        if not weight_gradient:
+            # D_j as numbers: the gradient reaches A through D_j a_j and P through the Gram matrices only.
+            if self.resolved_solver == "fused":
+                weights, _ = load_library().pnr_irls_weights(*(tf.stop_gradient(t) for t in (appearance, prediction, row_weights)), delta=self.delta)
+            else:
+                weights = tf.stop_gradient(row_weights / tf.maximum(tf.abs(appearance - prediction), self.delta))
+            weighted_appearance = weights * appearance
+        elif self.resolved_solver == "fused" and not differentiable:  # one pass over memory, no gradient
             weights, weighted_appearance = load_library().pnr_irls_weights(appearance, prediction, row_weights, delta=self.delta)
         elif self.resolved_solver == "fused":  # the same pass, and one for its gradient
             weights, weighted_appearance = irls_weights(load_library(), appearance, prediction, row_weights, self.delta)
@@ -185,6 +197,7 @@ class PNormRegression(keras.layers.Layer):
                 "delta": self.delta,
                 "ridge": self.ridge,
                 "solver": self.solver,
+                "weight_gradient": self.weight_gradient,
             }
         )
         return config

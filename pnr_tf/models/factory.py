@@ -35,6 +35,7 @@ def build_generator(model_config, row_keep_probability=1.0, seed=None, data_conf
             delta=model_config.delta,
             ridge=model_config.ridge,
             solver=model_config.solver,
+            weight_gradient=model_config.irls_weight_gradient,
             name="regression",
         ),
         decoder=ImageDecoder(model_config.base_filters, model_config.num_decoder_blocks, norm=model_config.norm, name="decoder"),

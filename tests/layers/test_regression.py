@@ -163,6 +163,49 @@ def test_gradient_is_one_irls_step_from_the_previous_iterate_held_constant(solve
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+def test_weights_held_constant_differentiate_the_weighted_least_squares_of_the_last_iteration(solver):
+    # weight_gradient=False: the same forward values; the gradient is float64 autodiff of
+    # (P^T D P + l I)^-1 P^T D A with D computed once from the previous iterate, as numbers.
+    require_solver(solver)
+    rng = np.random.default_rng(17)
+    appearance = rng.normal(size=(2, 24, 5)).astype(np.float32)
+    pose = rng.normal(size=(2, 24, 3)).astype(np.float32)
+    target_pose = rng.normal(size=(2, 10, 3)).astype(np.float32)
+    row_weights = (rng.uniform(size=(2, 24)) < 0.8).astype(np.float32)
+    loss_weights = rng.normal(size=(2, 10, 5))
+
+    appearance_variable, pose_variable = tf.Variable(appearance), tf.Variable(pose)
+    layer = PNormRegression(p=1, num_iterations=3, solver=solver, weight_gradient=False)
+    with tf.GradientTape() as tape:
+        prediction = layer(appearance_variable, pose_variable, target_pose, row_weights)
+        loss = tf.reduce_sum(tf.cast(prediction, tf.float64) * loss_weights)
+    gradients = tape.gradient(loss, [appearance_variable, pose_variable])
+    forward = PNormRegression(p=1, num_iterations=3, solver=solver).estimate(appearance, pose, row_weights)
+    np.testing.assert_allclose(layer.estimate(appearance, pose, row_weights).numpy(), forward.numpy(), rtol=1e-6, atol=1e-6)
+
+    previous = PNormRegression(p=1, num_iterations=2).estimate(appearance, pose, row_weights).numpy().astype(np.float64)
+    residual = appearance.astype(np.float64) - pose.astype(np.float64) @ previous
+    fixed_weights = tf.constant(row_weights.astype(np.float64)[..., None] / np.maximum(np.abs(residual), 1e-2))  # (b, n, d)
+    appearance64, pose64 = tf.Variable(appearance.astype(np.float64)), tf.Variable(pose.astype(np.float64))
+    with tf.GradientTape() as tape:
+        grams = tf.einsum("bnk,bnd,bnl->bdkl", pose64, fixed_weights, pose64)
+        strength = 1e-3 * tf.linalg.trace(grams) / 3 + ABSOLUTE_RIDGE_FLOOR
+        systems = grams + strength[..., None, None] * tf.eye(3, dtype=tf.float64)
+        rhs = tf.einsum("bnk,bnd->bdk", pose64, fixed_weights * appearance64)
+        coefficients = tf.transpose(tf.linalg.solve(systems, rhs[..., None])[..., 0], [0, 2, 1])
+        reference_loss = tf.reduce_sum(tf.einsum("bnk,bkd->bnd", target_pose.astype(np.float64), coefficients) * loss_weights)
+    expected = tape.gradient(reference_loss, [appearance64, pose64])
+    np.testing.assert_allclose(loss.numpy(), reference_loss.numpy(), rtol=1e-4)
+    for actual, reference in zip(gradients, expected):
+        np.testing.assert_allclose(actual.numpy(), reference.numpy(), atol=2e-3 * np.abs(reference.numpy()).max())
+    # and it is not the default gradient, which also runs through the weights
+    with tf.GradientTape() as tape:
+        default_loss = tf.reduce_sum(tf.cast(PNormRegression(p=1, num_iterations=3, solver=solver)(appearance_variable, pose_variable, target_pose, row_weights), tf.float64) * loss_weights)
+    default_gradient = tape.gradient(default_loss, appearance_variable).numpy()
+    assert np.abs(default_gradient - gradients[0].numpy()).max() > 0.1 * np.abs(default_gradient).max()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_least_squares_gradient_matches_float64_autodiff(solver):
     require_solver(solver)
     rng = np.random.default_rng(8)
@@ -289,9 +332,9 @@ def test_invalid_arguments_are_rejected(arguments, message):
 
 
 def test_config_roundtrip():
-    layer = PNormRegression(p=1, num_iterations=7, delta=0.05, ridge=1e-2, solver="matmul", name="regression")
+    layer = PNormRegression(p=1, num_iterations=7, delta=0.05, ridge=1e-2, solver="matmul", weight_gradient=False, name="regression")
     rebuilt = assert_config_roundtrip(layer)
-    assert (rebuilt.p, rebuilt.num_iterations, rebuilt.delta, rebuilt.ridge, rebuilt.solver) == (1, 7, 0.05, 1e-2, "matmul")
+    assert (rebuilt.p, rebuilt.num_iterations, rebuilt.delta, rebuilt.ridge, rebuilt.solver, rebuilt.weight_gradient) == (1, 7, 0.05, 1e-2, "matmul", False)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)

@@ -104,3 +104,10 @@ def test_a_malformed_yaml_file_is_one_error_line(tmp_path, capsys, text, message
     assert exit_info.value.code == 2 and error.count("\n") == 1 and re.search(message, error), error
     with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
         load_config(tmp_path)
+
+
+def test_irls_weight_gradient_reaches_the_regression_layer():
+    from pnr_tf.models.factory import build_generator
+
+    assert build_generator(load_config().model).regression.weight_gradient is True  # SPEC's reading, the default
+    assert build_generator(load_config(overrides=["model.irls_weight_gradient=false"]).model).regression.weight_gradient is False
