@@ -274,24 +274,46 @@ def parse_override(text):
         raise ConfigError(f"{key.strip()}: the value {raw!r} is not valid YAML ({getattr(error, 'problem', None) or error})") from None
 
 
+def _read_yaml_config(path, including=()):
+    """The nested dict of a YAML config file, with the file named by its ``include`` key under it.
+
+    ``include: other.yaml`` (relative to this file's folder) reads that config first; this file's keys
+    then replace its keys one by one, section by section.
+    """
+    if files.is_dir(path):
+        raise ConfigError(f"config file {path} is a folder, not a YAML file")
+    if not files.is_file(path):
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(files.read_text(path)) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{line}: {getattr(error, 'problem', None) or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections")
+    included = values.pop("include", None)
+    if included is None:
+        return values
+    if not isinstance(included, str) or not included:
+        raise ConfigError(f"{path}: include must name one config file, got {included!r}")
+    included_path = files.join(files.parent(path), included)  # an absolute path or URI stays as it is
+    if included_path in including or included_path == path:
+        raise ConfigError(f"{path}: include {included} makes a cycle")
+    merged = _read_yaml_config(included_path, (*including, path))
+    for section, section_values in values.items():
+        if isinstance(section_values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **section_values}
+        else:
+            merged[section] = section_values
+    return merged
+
+
 def load_config(path=None, overrides=()):
     """Config from a YAML file (or defaults when path is None) with 'section.key=value' overrides."""
-    values = {}
-    if path is not None:
-        if files.is_dir(path):
-            raise ConfigError(f"config file {path} is a folder, not a YAML file")
-        if not files.is_file(path):
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(files.read_text(path)) or {}
-        except yaml.YAMLError as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where is not None else ""
-            raise ConfigError(f"{path} is not valid YAML{line}: {getattr(error, 'problem', None) or error}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path} is not a UTF-8 text file") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: a config is a mapping of sections")
+    values = {} if path is None else _read_yaml_config(str(path))
     for override in overrides:
         (section, name), value = parse_override(override)
         values.setdefault(section, {})

@@ -111,3 +111,34 @@ def test_irls_weight_gradient_reaches_the_regression_layer():
 
     assert build_generator(load_config().model).regression.weight_gradient is True  # SPEC's reading, the default
     assert build_generator(load_config(overrides=["model.irls_weight_gradient=false"]).model).regression.weight_gradient is False
+
+
+def test_include_reads_the_named_config_first_and_this_files_keys_replace_its_own(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  base_filters: 16\n  pose_dim: 8\ntrain:\n  num_steps: 50\n")
+    (tmp_path / "child.yaml").write_text("include: base.yaml\nmodel:\n  pose_dim: 4\n")
+    config = load_config(tmp_path / "child.yaml", ["train.num_steps=7"])
+    assert (config.model.base_filters, config.model.pose_dim, config.train.num_steps) == (16, 4, 7)
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"child.yaml": "include: child.yaml\n"}, "makes a cycle"),
+        ({"child.yaml": "include: other.yaml\n", "other.yaml": "include: child.yaml\n"}, "makes a cycle"),
+        ({"child.yaml": "include: missing.yaml\n"}, "missing.yaml does not exist"),
+        ({"child.yaml": "include: [a.yaml, b.yaml]\n"}, "include must name one config file"),
+        ({"child.yaml": "include: base.yaml\n", "base.yaml": "model:\n  bogus: 1\n"}, "unknown key model.bogus"),
+    ],
+)
+def test_bad_includes_are_one_error_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "child.yaml")
+
+
+def test_custom_cpu_is_market_cpu_on_another_folder():
+    custom, market = to_dict(load_config(CONFIGS / "custom_cpu.yaml")), to_dict(load_config(CONFIGS / "market_cpu.yaml"))
+    assert (custom["data"].pop("root"), custom["data"].pop("test_identities")) == ("data/mine", 0.0)
+    del market["data"]["root"], market["data"]["test_identities"]
+    assert custom == market
