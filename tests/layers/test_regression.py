@@ -127,24 +127,31 @@ def test_irls_forward_matches_an_independent_float64_iteration(solver):
     np.testing.assert_allclose(estimate, coefficients.numpy(), atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
-def test_gradient_is_one_irls_step_from_the_previous_iterate_held_constant(solver):
-    require_solver(solver)
-    rng = np.random.default_rng(7)
+def gradient_problem(seed):
+    """Appearance (2, 24, 5), pose (2, 24, 3), target pose (2, 10, 3), row weights and the loss's weights."""
+    rng = np.random.default_rng(seed)
     appearance = rng.normal(size=(2, 24, 5)).astype(np.float32)
     pose = rng.normal(size=(2, 24, 3)).astype(np.float32)
     target_pose = rng.normal(size=(2, 10, 3)).astype(np.float32)
     row_weights = (rng.uniform(size=(2, 24)) < 0.8).astype(np.float32)
-    loss_weights = rng.normal(size=(2, 10, 5))
-    num_iterations = 3
+    return appearance, pose, target_pose, row_weights, rng.normal(size=(2, 10, 5))
 
-    appearance_variable = tf.Variable(appearance)
-    pose_variable = tf.Variable(pose)
-    layer = PNormRegression(p=1, num_iterations=num_iterations, solver=solver)
+
+def layer_gradients(layer, appearance, pose, target_pose, row_weights, loss_weights):
+    """(loss, [d loss / d appearance, d loss / d pose]) of sum(prediction * loss_weights) through the layer."""
+    appearance_variable, pose_variable = tf.Variable(appearance), tf.Variable(pose)
     with tf.GradientTape() as tape:
         prediction = layer(appearance_variable, pose_variable, target_pose, row_weights)
         loss = tf.reduce_sum(tf.cast(prediction, tf.float64) * loss_weights)
-    gradients = tape.gradient(loss, [appearance_variable, pose_variable])
+    return loss, tape.gradient(loss, [appearance_variable, pose_variable])
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_gradient_is_one_irls_step_from_the_previous_iterate_held_constant(solver):
+    require_solver(solver)
+    appearance, pose, target_pose, row_weights, loss_weights = problem = gradient_problem(7)
+    num_iterations = 3
+    loss, gradients = layer_gradients(PNormRegression(p=1, num_iterations=num_iterations, solver=solver), *problem)
 
     previous = PNormRegression(p=1, num_iterations=num_iterations - 1).estimate(appearance, pose, row_weights)
     appearance64 = tf.Variable(appearance.astype(np.float64))
@@ -167,19 +174,9 @@ def test_weights_held_constant_differentiate_the_weighted_least_squares_of_the_l
     # weight_gradient=False: the same forward values; the gradient is float64 autodiff of
     # (P^T D P + l I)^-1 P^T D A with D computed once from the previous iterate, as numbers.
     require_solver(solver)
-    rng = np.random.default_rng(17)
-    appearance = rng.normal(size=(2, 24, 5)).astype(np.float32)
-    pose = rng.normal(size=(2, 24, 3)).astype(np.float32)
-    target_pose = rng.normal(size=(2, 10, 3)).astype(np.float32)
-    row_weights = (rng.uniform(size=(2, 24)) < 0.8).astype(np.float32)
-    loss_weights = rng.normal(size=(2, 10, 5))
-
-    appearance_variable, pose_variable = tf.Variable(appearance), tf.Variable(pose)
+    appearance, pose, target_pose, row_weights, loss_weights = problem = gradient_problem(17)
     layer = PNormRegression(p=1, num_iterations=3, solver=solver, weight_gradient=False)
-    with tf.GradientTape() as tape:
-        prediction = layer(appearance_variable, pose_variable, target_pose, row_weights)
-        loss = tf.reduce_sum(tf.cast(prediction, tf.float64) * loss_weights)
-    gradients = tape.gradient(loss, [appearance_variable, pose_variable])
+    loss, gradients = layer_gradients(layer, *problem)
     forward = PNormRegression(p=1, num_iterations=3, solver=solver).estimate(appearance, pose, row_weights)
     np.testing.assert_allclose(layer.estimate(appearance, pose, row_weights).numpy(), forward.numpy(), rtol=1e-6, atol=1e-6)
 
@@ -199,10 +196,8 @@ def test_weights_held_constant_differentiate_the_weighted_least_squares_of_the_l
     for actual, reference in zip(gradients, expected):
         np.testing.assert_allclose(actual.numpy(), reference.numpy(), atol=2e-3 * np.abs(reference.numpy()).max())
     # and it is not the default gradient, which also runs through the weights
-    with tf.GradientTape() as tape:
-        default_loss = tf.reduce_sum(tf.cast(PNormRegression(p=1, num_iterations=3, solver=solver)(appearance_variable, pose_variable, target_pose, row_weights), tf.float64) * loss_weights)
-    default_gradient = tape.gradient(default_loss, appearance_variable).numpy()
-    assert np.abs(default_gradient - gradients[0].numpy()).max() > 0.1 * np.abs(default_gradient).max()
+    _, (default_gradient, _) = layer_gradients(PNormRegression(p=1, num_iterations=3, solver=solver), *problem)
+    assert np.abs(default_gradient.numpy() - gradients[0].numpy()).max() > 0.1 * np.abs(default_gradient.numpy()).max()
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
