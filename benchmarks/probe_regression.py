@@ -18,7 +18,6 @@ import argparse
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import cv2
 import numpy as np
-import tensorflow as tf
 
 from pnr_tf import files
 from pnr_tf.config import load_config
@@ -61,11 +60,13 @@ def probe(model_path, data_root, limit):
                                (config.data.image_height, config.data.image_width), "error", "training images")  # fmt: skip
     model = PoseTransfer.load(model_path)
     generator = model.generator
+    rows_height, rows_width = -(-model.image_size[0] // 4), -(-model.image_size[1] // 4)  # the stride-4 rows
     spectra, kept, residuals, mean_rows, colours, photos, drawn, masks = [], [], [], [], [], [], [], []
     for batch in decoded_batches(samples, 32, model.image_size):
         images, keypoints = batch["source_images"][:, 0], batch["source_keypoints"][:, 0]
         appearance = generator.appearance_encoder(from_pixels(images)).numpy()
-        pose = generator.pose_encoder(model.heatmaps(keypoints)).numpy()
+        heatmaps = model.heatmaps(keypoints)
+        pose = generator.pose_encoder(heatmaps).numpy()
         coefficients = generator.regression.estimate(appearance, pose).numpy()
         fitted = pose @ coefficients
         singular = np.linalg.svd(pose, compute_uv=False)
@@ -74,12 +75,11 @@ def probe(model_path, data_root, limit):
         centred = appearance - appearance.mean(1, keepdims=True)
         residuals.append(np.linalg.norm(appearance - fitted, axis=(1, 2)) / np.linalg.norm(centred, axis=(1, 2)))
         mask = body_masks(keypoints, *model.image_size).astype(np.float32)
-        rows_height, rows_width = -(-model.image_size[0] // 4), -(-model.image_size[1] // 4)
         row_mask = np.stack([cv2.resize(m[..., 0], (rows_width, rows_height), interpolation=cv2.INTER_AREA).reshape(-1) for m in mask])
         mean_rows.append(np.einsum("bn,bnd->bd", row_mask / row_mask.sum(1, keepdims=True), appearance))
         person = (images * mask).sum((1, 2)) / mask.sum((1, 2))
         colours.append(person - person.mean(1, keepdims=True))
-        drawn.append(to_pixels(generator.render(coefficients, model.heatmaps(keypoints))).numpy())
+        drawn.append(to_pixels(generator.render(coefficients, heatmaps)).numpy())
         photos.append(images)
         masks.append(mask)
     spectra, photos, drawn, masks = map(np.concatenate, (spectra, photos, drawn, masks))

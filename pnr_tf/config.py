@@ -300,7 +300,7 @@ def _read_yaml_config(path, including=()):
     if not isinstance(included, str) or not included:
         raise ConfigError(f"{path}: include must name one config file, got {included!r}")
     included_path = files.join(files.parent(path), included)  # an absolute path or URI stays as it is
-    if included_path in including or included_path == path:
+    if included_path in (*including, path):
         raise ConfigError(f"{path}: include {included} makes a cycle")
     merged = _read_yaml_config(included_path, (*including, path))
     for section, section_values in values.items():

@@ -37,16 +37,16 @@ class PNormRegression(keras.layers.Layer):
         num_iterations: IRLS iterations T for ``p = 1`` (at least 1).
         delta: residual floor in the IRLS weights ``1 / max(|r|, delta)``.
         ridge: ridge strength relative to the mean diagonal of each Gram matrix.
-        weight_gradient: whether the last IRLS iteration's gradient runs through its weights
-            ``1 / max(|a - P w|, delta)`` as well as through the solve. False holds them constant:
-            the last iteration is then differentiated as the weighted least squares it solves, and
-            A and P get no terms of size up to ``1 / delta^2`` from rows that fit within delta.
         solver: ``"auto"`` (default: the fused CPU kernel of ``pnr_tf.ops.packed_cholesky`` when
             it builds and no GPU is visible, else ``"cholesky"``), ``"fused"`` (the kernel or an
             error), ``"cholesky"`` (``tf.linalg.cholesky``) or ``"matmul"`` (an unrolled Cholesky of
             matmul, slicing and elementwise ops, which TFLite converts with builtin ops only). It is
             resolved once, when the layer is constructed (``resolved_solver``); the config keeps
             the requested one, so a saved model resolves again on the machine that loads it.
+        weight_gradient: whether the last IRLS iteration's gradient runs through its weights
+            ``1 / max(|a - P w|, delta)`` as well as through the solve. False holds them constant:
+            the last iteration is then differentiated as the weighted least squares it solves, and
+            A and P get no terms of size up to ``1 / delta^2`` from rows that fit within delta.
         **kwargs: forwarded to ``keras.layers.Layer``.
 
     A system that is not positive definite or holds NaN / inf gives NaN (every solver alike);
@@ -152,19 +152,16 @@ class PNormRegression(keras.layers.Layer):
         only the gradient needs; ``weight_gradient=False`` holds the weights D_j constant.
         """
         prediction = tf.matmul(pose, coefficients)
-        if not weight_gradient:
-            # D_j as numbers: the gradient reaches A through D_j a_j and P through the Gram matrices only.
-            if self.resolved_solver == "fused":
-                weights, _ = load_library().pnr_irls_weights(*(tf.stop_gradient(t) for t in (appearance, prediction, row_weights)), delta=self.delta)
-            else:
-                weights = tf.stop_gradient(row_weights / tf.maximum(tf.abs(appearance - prediction), self.delta))
-            weighted_appearance = weights * appearance
-        elif self.resolved_solver == "fused" and not differentiable:  # one pass over memory, no gradient
+        if self.resolved_solver == "fused" and not (differentiable and weight_gradient):  # one pass, no gradient of its own
             weights, weighted_appearance = load_library().pnr_irls_weights(appearance, prediction, row_weights, delta=self.delta)
         elif self.resolved_solver == "fused":  # the same pass, and one for its gradient
             weights, weighted_appearance = irls_weights(load_library(), appearance, prediction, row_weights, self.delta)
         else:
             weights = row_weights / tf.maximum(tf.abs(appearance - prediction), self.delta)  # (batch, n, d)
+            weighted_appearance = weights * appearance
+        if not weight_gradient:
+            # D_j as numbers: the gradient reaches A through D_j a_j and P through the Gram matrices only.
+            weights = tf.stop_gradient(weights)
             weighted_appearance = weights * appearance
         size = pose.shape[-1]
         packed = packed_weighted_grams(outer, weights)  # (batch, k(k+1)/2, d): one GEMM
