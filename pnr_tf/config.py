@@ -119,6 +119,11 @@ class TrainConfig:
     # Samples, validation and the saved generator use an exponential moving average of the
     # generator's weights (decay min(ema_decay, (1 + t) / (10 + t)) at step t); 0 turns it off.
     ema_decay: float = 0.999
+    # A new run starts from this generator's weights instead of random ones (a .keras file, a run
+    # directory or a checkpoint, as evaluate takes them): fine-tuning, e.g. your own photos from a
+    # market_cpu run. Its model.* settings must be this config's; the discriminators, the optimizers
+    # and the row-dropout RNG start fresh. A resumed run continues its own checkpoint and ignores it.
+    initial_weights: str = ""
     log_every: int = 10
     sample_every: int = 100
     checkpoint_every: int = 100  # generator.keras is written with every checkpoint

@@ -31,6 +31,7 @@ from pnr_tf.data.run_splits import run_samples
 from pnr_tf.export.keras_file import export_keras
 from pnr_tf.models.factory import build_discriminator
 from pnr_tf.models.factory import built_generator
+from pnr_tf.models.loading import load_generator
 from pnr_tf.models.loading import variables_by_path
 from pnr_tf.ops.solvers import describe_solver
 from pnr_tf.progress import ProgressBar
@@ -97,6 +98,8 @@ class Trainer:
         self.restored_from = tf.train.latest_checkpoint(self.path("checkpoints"))
         if self.restored_from:
             self.checkpoint.restore(self.restored_from).assert_existing_objects_matched()
+        elif train.initial_weights:
+            self._start_from(train.initial_weights)
         # The step of the last checkpoint, the same on every worker (saving is collective: all or none).
         self.saved_step = self.step if self.restored_from else None
         self.decoded_paths = set()
@@ -131,6 +134,28 @@ class Trainer:
             self.models.appearance_discriminator.trainable_variables + self.models.pose_discriminator.trainable_variables
         )
         self.best_validation_ssim = tf.Variable(-np.inf, trainable=False, name="best_validation_ssim")
+
+    def _start_from(self, path):
+        """A new run's generator (and its average) take the weights of a trained generator of the same model.*
+        settings; integer state (the row-dropout RNG) stays this run's, seeded by train.seed."""
+        def by_path(model):  # a loaded model's paths lack the built one's leading "generator."
+            return {key.removeprefix(f"{model.name}."): variable for key, variable in variables_by_path(model).items()}
+
+        trained, here = by_path(load_generator(path)), by_path(self.models.generator)
+        differences = [f"{key} is missing there" for key in here if key not in trained]
+        differences += [f"{key} is extra there" for key in trained if key not in here]
+        differences += [f"{key} has shape {tuple(trained[key].shape)} there, {tuple(variable.shape)} here"
+                        for key, variable in here.items() if key in trained and tuple(trained[key].shape) != tuple(variable.shape)]  # fmt: skip
+        if differences:
+            raise ConfigError(
+                f"train.initial_weights {path} is another model: {differences[0]}"
+                f"{f' (and {len(differences) - 1} more)' if len(differences) > 1 else ''}; its model.* settings must be this config's"
+            )
+        for key, variable in here.items():
+            if "float" in str(variable.dtype):
+                variable.assign(trained[key])
+        if self.average_generator is not None:
+            self.average_generator.set_weights(self.models.generator.get_weights())
 
     def _optimizer(self, name):
         train = self.config.train
@@ -350,6 +375,10 @@ class Trainer:
             )
         if self.restored_from:
             print(f"resumed from {self.restored_from} at step {self.step}", file=sys.stderr)
+            if config.train.initial_weights:
+                print(f"  train.initial_weights ({config.train.initial_weights}) is not read on a resume", file=sys.stderr)
+        elif config.train.initial_weights:
+            print(f"generator weights from {config.train.initial_weights}", file=sys.stderr)
             for key, (before, now) in self.config_changes.items():
                 print(f"  changed since the last start: {key} {before!r} -> {now!r}", file=sys.stderr)
         return samples, validation

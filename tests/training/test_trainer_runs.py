@@ -202,3 +202,47 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
     assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001)}
     record = json.loads(json.dumps(resumed.session_record()))
     assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001]}
+
+
+def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_step_run, tmp_path):
+    import dataclasses
+    import shutil
+
+    from pnr_tf.models.loading import load_generator
+
+    def with_initial_weights(path):
+        return dataclasses.replace(four_step_run.config, train=dataclasses.replace(four_step_run.config.train, initial_weights=str(path)))
+
+    trained = load_generator(four_step_run.model_path)  # the weight average the run saved
+    fresh = Trainer(four_step_run.config, tmp_path / "fresh")
+    started = Trainer(with_initial_weights(four_step_run.output), tmp_path / "started")
+    assert started.step == 0 and started.restored_from is None
+    floats = [index for index, variable in enumerate(trained.variables) if "float" in str(variable.dtype)]
+    integers = [index for index in range(len(trained.variables)) if index not in floats]
+    assert floats and integers  # weights and batch-norm statistics; the row-dropout RNG state
+    for model in (started.models.generator, started.average_generator):
+        for index in floats:
+            np.testing.assert_array_equal(np.array(model.variables[index]), np.array(trained.variables[index]))
+        for index in integers:  # this run's seeded state, not the trained run's
+            np.testing.assert_array_equal(np.array(model.variables[index]), np.array(fresh.models.generator.variables[index]))
+    # The discriminators start as a new run's would.
+    for expected, actual in zip(weights(fresh.models.pose_discriminator), weights(started.models.pose_discriminator)):
+        np.testing.assert_array_equal(actual, expected)
+    assert not np.allclose(weights(fresh.models.generator)[0], weights(started.models.generator)[0])
+
+    # A resume continues its checkpoint and never reads initial_weights.
+    resumed_run = tmp_path / "resumed"
+    shutil.copytree(four_step_run.output, resumed_run)
+    resumed = Trainer(with_initial_weights(tmp_path / "no such model"), resumed_run)
+    assert resumed.step == 4
+    for expected, actual in zip(weights(four_step_run.trainer.models.generator), weights(resumed.models.generator)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_initial_weights_of_another_model_are_refused_naming_a_variable(four_step_run, tmp_path):
+    from pnr_tf.config import ConfigError
+
+    config = tiny_training_config(four_step_run.config.data.root, model={"base_filters": 8},
+                                  train={"initial_weights": str(four_step_run.model_path)})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train.initial_weights .* is another model: .* has shape \(.*\) there, \(.*\) here.*model\.\* settings"):
+        Trainer(config, tmp_path)
