@@ -54,6 +54,11 @@ from pnr_tf.visualize import write_rgb
 _READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError)
 
 
+def _is_float(variable):
+    """Weights and batch-norm statistics, as opposed to integer state such as the row-dropout RNG's."""
+    return "float" in str(variable.dtype)
+
+
 class Trainer:
     """Builds everything under the strategy scope; ``fit()`` runs or resumes the configured steps.
 
@@ -152,7 +157,7 @@ class Trainer:
                 f"{f' (and {len(differences) - 1} more)' if len(differences) > 1 else ''}; its model.* settings must be this config's"
             )
         for key, variable in here.items():
-            if "float" in str(variable.dtype):
+            if _is_float(variable):
                 variable.assign(trained[key])
         if self.average_generator is not None:
             self.average_generator.set_weights(self.models.generator.get_weights())
@@ -247,7 +252,7 @@ class Trainer:
         # current weights, not the average: 0.27 against 0.40 validation SSIM after 400 quickstart steps);
         # the dropout RNG state is copied.
         for average, variable in zip(self.average_generator.non_trainable_variables, self.models.generator.non_trainable_variables):
-            if "float" in str(variable.dtype):
+            if _is_float(variable):
                 average.assign(decay * average + (1.0 - decay) * variable)
             else:
                 average.assign(variable)
@@ -375,12 +380,12 @@ class Trainer:
             )
         if self.restored_from:
             print(f"resumed from {self.restored_from} at step {self.step}", file=sys.stderr)
+            for key, (before, now) in self.config_changes.items():
+                print(f"  changed since the last start: {key} {before!r} -> {now!r}", file=sys.stderr)
             if config.train.initial_weights:
                 print(f"  train.initial_weights ({config.train.initial_weights}) is not read on a resume", file=sys.stderr)
         elif config.train.initial_weights:
             print(f"generator weights from {config.train.initial_weights}", file=sys.stderr)
-            for key, (before, now) in self.config_changes.items():
-                print(f"  changed since the last start: {key} {before!r} -> {now!r}", file=sys.stderr)
         return samples, validation
 
     def _fit(self, samples):

@@ -204,7 +204,7 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
     assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001]}
 
 
-def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_step_run, tmp_path):
+def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_step_run, tmp_path, capsys):
     import dataclasses
     import shutil
 
@@ -237,6 +237,10 @@ def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_st
     assert resumed.step == 4
     for expected, actual in zip(weights(four_step_run.trainer.models.generator), weights(resumed.models.generator)):
         np.testing.assert_array_equal(actual, expected)
+    capsys.readouterr()
+    resumed._start(None)
+    said = capsys.readouterr().err
+    assert "changed since the last start: train.initial_weights '' -> " in said and "is not read on a resume" in said, said
 
 
 def test_initial_weights_of_another_model_are_refused_naming_a_variable(four_step_run, tmp_path):
