@@ -42,6 +42,10 @@ class DataConfig:
     augment_mirror: bool = False
     augment_scale: float = 0.0
     augment_colour: float = 0.0
+    # Supervised training also pairs each training photo with itself mirrored as the target (a pose the
+    # person was not photographed in, drawn exactly); people with one usable photo, whom the pair
+    # file cannot hold, train this way too. Identities held out (validation, test) never do.
+    mirror_pairs: bool = False
     # When root has no annotation file and synthetic is true, the built-in dataset is written there.
     synthetic: bool = False
     synthetic_identities: int = 40
@@ -234,6 +238,8 @@ def validate(config):
     for key in ("train.beta_1", "train.beta_2"):
         if not 0 <= _lookup(config, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1) (Adam's decay rates), got {_lookup(config, key)!r}")
+    if config.data.mirror_pairs and config.train.mode == "unsupervised":
+        raise ConfigError("data.mirror_pairs adds supervised pairs; unsupervised training reconstructs its sources (turn one off)")
     for key in ("data.augment_scale", "data.augment_colour"):
         if not 0 <= _lookup(config, key) <= 0.5:
             raise ConfigError(f"{key} must be in [0, 0.5], got {_lookup(config, key)!r}")

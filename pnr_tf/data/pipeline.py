@@ -18,6 +18,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.augment import augment
+from pnr_tf.data.augment import mirror
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import has_visible_joint
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
@@ -44,6 +45,8 @@ class SampleSet:
     num_skipped: int = 0
     skipped_reasons: list = dataclasses.field(default_factory=list)
     image_size: tuple = None  # (height, width) every image has
+    # (rows,) bool: rows whose target is drawn mirrored left-right (mirror pairs); None = none is
+    target_mirrored: np.ndarray = None
 
     def __len__(self):
         return len(self.target_paths)
@@ -64,6 +67,25 @@ class SampleSet:
         return dataclasses.replace(
             self, source_paths=[self.source_paths[index] for index in indices], source_keypoints=self.source_keypoints[indices],
             target_paths=[self.target_paths[index] for index in indices], target_keypoints=self.target_keypoints[indices],
+            target_mirrored=None if self.target_mirrored is None else self.target_mirrored[indices],
+        )  # fmt: skip
+
+    def mirrored_targets(self):
+        """(rows,) bool: which rows' targets are mirrored."""
+        return np.zeros(len(self), bool) if self.target_mirrored is None else self.target_mirrored
+
+    def joined(self, other):
+        """This set's rows, then other's (both of one image size and number of sources)."""
+        if other.image_size != self.image_size or other.source_keypoints.shape[1:] != self.source_keypoints.shape[1:]:
+            raise ValueError(f"cannot join samples of {other.image_size} with {other.source_keypoints.shape[1]} sources to "
+                             f"samples of {self.image_size} with {self.source_keypoints.shape[1]}")  # fmt: skip
+        return SampleSet(
+            source_paths=self.source_paths + other.source_paths,
+            source_keypoints=np.concatenate([self.source_keypoints, other.source_keypoints]),
+            target_paths=self.target_paths + other.target_paths,
+            target_keypoints=np.concatenate([self.target_keypoints, other.target_keypoints]),
+            num_skipped=self.num_skipped + other.num_skipped, skipped_reasons=self.skipped_reasons + other.skipped_reasons,
+            image_size=self.image_size, target_mirrored=np.concatenate([self.mirrored_targets(), other.mirrored_targets()]),
         )  # fmt: skip
 
 
@@ -215,6 +237,17 @@ def single_image_samples(annotation_file, image_dir, image_size=None, on_bad_sam
     return build_sample_set(rows, annotations, image_dir, image_size, on_bad_sample, annotation_file)
 
 
+def mirror_pair_samples(names, annotation_file, image_dir, image_size=None, on_bad_sample="error", num_sources=1):
+    """Each photo as the source (num_sources times) of a pair whose target is the same photo mirrored.
+
+    The mirrored target is drawn by the pipeline (image flipped, keypoints mirrored, left and right
+    joints swapped), so the SampleSet keeps the photo's own keypoints and marks the row.
+    """
+    rows = [((name,) * num_sources, name) for name in names]
+    samples = build_sample_set(rows, read_annotations(annotation_file, on_bad_sample), image_dir, image_size, on_bad_sample, annotation_file)
+    return dataclasses.replace(samples, target_mirrored=np.ones(len(samples), bool))
+
+
 def decode_pixels(path, image_size):
     """JPEG/PNG file -> (H, W, 3) uint8.
 
@@ -261,6 +294,7 @@ def make_dataset(
             "source_keypoints": samples.source_keypoints,
             "target_path": tf.constant(samples.target_paths),
             "target_keypoints": samples.target_keypoints,
+            "target_mirrored": samples.mirrored_targets(),
         }
     )
     if shuffle:
@@ -281,6 +315,12 @@ def make_dataset(
             "target_image": decode_image(example["target_path"], image_size),
             "target_keypoints": example["target_keypoints"],
         }
+        if samples.target_mirrored is not None and samples.target_mirrored.any():
+            target_image, target_keypoints = tf.cond(
+                example["target_mirrored"], lambda: mirror(loaded["target_image"][None], loaded["target_keypoints"][None]),
+                lambda: (loaded["target_image"][None], loaded["target_keypoints"][None]),
+            )  # fmt: skip
+            loaded.update(target_image=target_image[0], target_keypoints=target_keypoints[0])
         if augmentation is not None and augmentation.active:
             images = tf.concat([loaded["source_image"], loaded["target_image"][None]], axis=0)
             keypoints = tf.concat([loaded["source_keypoints"], loaded["target_keypoints"][None]], axis=0)

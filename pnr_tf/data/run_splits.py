@@ -15,9 +15,11 @@ from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.datasets import convention
 from pnr_tf.data.pairs import has_torso
+from pnr_tf.data.pairs import images_by_identity
 from pnr_tf.data.pairs import split_rows_by_identity
 from pnr_tf.data.pairs import with_more_sources
 from pnr_tf.data.pipeline import build_sample_set
+from pnr_tf.data.pipeline import mirror_pair_samples
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
@@ -77,6 +79,19 @@ def split_pair_files(config, output_dir, write=True):
     return paths
 
 
+def mirror_pair_names(config, training_pair_file, held_out_pair_files):
+    """The photos data.mirror_pairs pairs with their mirror images: the usable photos (torso detected,
+    no distractor) of the training pairs' people, and of people with a single usable photo (who can be
+    in no pair file); never of a person in a held-out pair file."""
+    data = config.data
+    dataset = convention(data.dataset)
+    people_in = lambda paths: {dataset.identity_of(name) for path in paths for row in read_pairs(path) for name in row}  # noqa: E731
+    trained, held_out = people_in([training_pair_file]), people_in(held_out_pair_files)
+    photos = images_by_identity(read_annotations(data.path(data.annotation_file), data.on_bad_sample), dataset)
+    return sorted(name for identity, names in photos.items()
+                  if (identity in trained or len(names) == 1) and identity not in held_out for name in names)  # fmt: skip
+
+
 def run_samples(config, output_dir, write_splits=True):
     """(training SampleSet, validation SampleSet or None) of a run, its data prepared and split first."""
     data = config.data
@@ -88,6 +103,11 @@ def run_samples(config, output_dir, write_splits=True):
         identities = {convention(data.dataset).identity_of(row[-1]) for row in read_pairs(split_paths["train"])}
     samples = load_samples(config, None if unsupervised else split_paths["train"], identities)
     path = data.path(data.validation_pairs) if data.validation_pairs else split_paths.get("validation")
+    if data.mirror_pairs:
+        held_out = [split_paths[name] for name in ("validation", "test") if name in split_paths] + ([path] if path else [])
+        names = mirror_pair_names(config, split_paths["train"], held_out)
+        samples = samples.joined(mirror_pair_samples(names, data.path(data.annotation_file), data.path(data.image_dir), samples.image_size,
+                                                     data.on_bad_sample, config.train.num_sources))  # fmt: skip
     if path is None:
         return samples, None
     validation = pair_samples(path, data.path(data.annotation_file), data.path(data.image_dir), (data.image_height, data.image_width),

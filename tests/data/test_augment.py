@@ -138,3 +138,24 @@ def test_a_repeated_source_leaves_the_regression_as_it_was(p):
     once = layer.estimate(appearance, pose).numpy()
     twice = layer.estimate(np.concatenate([appearance] * 2, axis=1), np.concatenate([pose] * 2, axis=1)).numpy()
     np.testing.assert_allclose(twice, once, rtol=1e-4, atol=1e-5)
+
+
+def test_a_mirror_pair_draws_its_target_as_the_source_mirrored_with_its_mask(synthetic_root):
+    from pnr_tf.data.pipeline import mirror_pair_samples
+
+    names = sorted(read_annotations(synthetic_root / "annotations.csv"))[:3]
+    plain = pair_samples(synthetic_root / "pairs.csv", synthetic_root / "annotations.csv", synthetic_root / "images").rows([0, 1])
+    mirrored = mirror_pair_samples(names, synthetic_root / "annotations.csv", synthetic_root / "images", plain.image_size)
+    samples = plain.joined(mirrored)
+    assert samples.mirrored_targets().tolist() == [False, False, True, True, True]
+    assert samples.rows([4, 0]).mirrored_targets().tolist() == [True, False] and samples.shard(2, 1).mirrored_targets().tolist() == [False, True]
+    batch = next(iter(make_dataset(samples, 5, shuffle=False, target_masks=True)))
+    sources, targets = batch["source_image"].numpy()[:, 0], batch["target_image"].numpy()
+    np.testing.assert_array_equal(targets[2:], sources[2:, :, ::-1])  # the same photo, flipped left-right
+    assert not np.array_equal(targets[:2], sources[:2, :, ::-1])  # a real pair's target is its own photo
+    annotations = read_annotations(synthetic_root / "annotations.csv")
+    for mask, name in zip(batch["target_mask"].numpy()[2:], names):
+        expected = np.asarray(annotations[name], np.float64).copy()
+        present = (expected >= 0).all(axis=-1)
+        expected[present, 1] = 63 - expected[present, 1]  # x mirrored in a 64-pixel-wide image, joints relabelled
+        np.testing.assert_array_equal(mask[..., 0], pose_mask(expected[list(MIRRORED_JOINTS)], 128, 64).astype(np.float32))

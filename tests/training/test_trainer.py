@@ -226,3 +226,34 @@ def test_each_optimizer_steps_at_the_scheduled_rate(five_steps):
         assert largest_change(before, after) == pytest.approx(0.8 * rate, rel=1e-3)
     # The sixth step is past the end, at rate 0: a rate captured in the trace as a constant would move the weights.
     assert not any(changed(before, after) for before, after in zip(history[5].weights, history[6].weights))
+
+
+def test_mirror_pairs_add_training_people_and_single_photo_people_never_held_out_ones(tmp_path):
+    import shutil
+
+    from pnr_tf.data.annotations import identity_of
+    from pnr_tf.data.annotations import read_pairs
+    from pnr_tf.data.run_splits import run_samples
+    from pnr_tf.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, num_identities=10, images_per_identity=3, seed=2)
+    lines = (root / "annotations.csv").read_text().splitlines()
+    first = lines[1].split(":", 1)
+    for extra in ("0099_c1s1_000000_00.jpg", "0000_c1s1_000000_00.jpg"):  # one person with a single photo, one distractor
+        shutil.copy(root / "images" / first[0], root / "images" / extra)
+        lines.append(f"{extra}:{first[1]}")
+    (root / "annotations.csv").write_text("\n".join(lines) + "\n")
+    split = {"validation_identities": 0.2, "test_identities": 0.2}
+    plain, _ = run_samples(tiny_training_config(root, data=split), tmp_path / "plain")
+    samples, _ = run_samples(tiny_training_config(root, data={**split, "mirror_pairs": True}), tmp_path / "run")
+    trained = {identity_of(row[-1]) for row in read_pairs(tmp_path / "run" / "split" / "pairs-train.csv")}
+    mirrored = [path.rsplit("/", 1)[1] for path, flag in zip(samples.target_paths, samples.mirrored_targets()) if flag]
+    assert samples.target_paths[: len(plain)] == plain.target_paths and not samples.mirrored_targets()[: len(plain)].any()
+    assert {identity_of(name) for name in mirrored} == trained | {"0099"}
+    assert len(mirrored) == 3 * len(trained) + 1
+    assert [sources for sources, flag in zip(samples.source_paths, samples.mirrored_targets()) if flag] == [
+        [path] for path, flag in zip(samples.target_paths, samples.mirrored_targets()) if flag
+    ]
+    with pytest.raises(Exception, match="mirror_pairs"):
+        tiny_training_config(root, data={"mirror_pairs": True}, train={"mode": "unsupervised"})
