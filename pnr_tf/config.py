@@ -76,6 +76,9 @@ class ModelConfig:
     # p = 1: whether the gradient of IRLS's last iteration runs through its weights 1 / max(|r|, delta)
     # (true) or holds them constant (false), differentiating the weighted least squares it solves.
     irls_weight_gradient: bool = True
+    # Outside training the generator also draws the mirrored inputs and averages the two (PNRGenerator):
+    # twice the inference work; the paper draws once. Not a training setting: a run's weights are the same.
+    test_time_mirror: bool = False
     discriminator_filters: int = 64
     discriminator_blocks: int = 3
 
@@ -354,6 +357,8 @@ def check_data_paths(config, mode=None):
 # would continue other weights, read images at another size, or move held-out people into training.
 _RUN_DATA_KEYS = ("data.image_height", "data.image_width", "data.heatmap_sigma", "data.dataset", "data.validation_identities",
                   "data.test_identities")  # fmt: skip
+# model.* keys that change how a trained generator draws, not its weights: a resume may change them.
+_INFERENCE_ONLY_KEYS = ("model.test_time_mirror",)
 
 
 def resume_changes(run_config, config):
@@ -367,7 +372,7 @@ def resume_changes(run_config, config):
     changed = {f"{section}.{name}": (before[section][name], now[section][name])
                for section in now for name in now[section] if before[section][name] != now[section][name]}  # fmt: skip
     holds_out = run_config.data.validation_identities > 0 or run_config.data.test_identities > 0
-    refused = [key for key in changed if key.startswith("model.") or key in _RUN_DATA_KEYS or key == "train.mixed_precision"
+    refused = [key for key in changed if (key.startswith("model.") and key not in _INFERENCE_ONLY_KEYS) or key in _RUN_DATA_KEYS or key == "train.mixed_precision"
                or (key == "train.seed" and holds_out) or (key == "train.ema_decay" and (0 in changed[key]))]  # fmt: skip
     if refused:
         described = "; ".join(f"{key}: {changed[key][0]!r} in the run, {changed[key][1]!r} now" for key in refused)

@@ -54,6 +54,9 @@ def build_parser():
     parser.add_argument("--allow-missing", action="store_true",
                         help="with --images: score the pairs that have an output and report how many do not (default: an error)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--test-time-mirror", choices=("model", "on", "off"), default="model",
+                        help="average each drawing with that of the mirrored inputs: as the model was trained to (model.test_time_mirror), "
+                             "or on / off (off: the paper's single drawing)")  # fmt: skip
     inception = parser.add_mutually_exclusive_group()
     inception.add_argument("--inception-weights", default=None, help="Keras InceptionV3 .h5 (default: the Keras cache)")
     inception.add_argument("--no-inception", action="store_true", help="SSIM and mask-SSIM only")
@@ -74,6 +77,8 @@ def main(argv=None):
         parser.error("--tuples scores a model; a folder of images is scored by its file names")
     if arguments.baseline and arguments.tuples:
         parser.error("--baseline scores pairs (--pairs)")
+    if arguments.test_time_mirror != "model" and not arguments.model:
+        parser.error("--test-time-mirror applies to --model")
     if arguments.limit is not None and arguments.limit < 1:
         parser.error("--limit must be >= 1")
     try:

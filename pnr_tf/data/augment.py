@@ -45,6 +45,14 @@ def mirror(images, keypoints):
     return tf.reverse(images, axis=[2]), tf.gather(keypoints, MIRRORED_JOINTS, axis=1)
 
 
+def mirror_pose_heatmaps(heatmaps):
+    """Left-right mirror of (..., H, W, 18) heatmaps, joints relabelled: the heatmaps of the mirrored keypoints.
+
+    Exact, because the Gaussians sit on the pixel grid: a joint at column x moves to W - 1 - x.
+    """
+    return tf.gather(tf.reverse(heatmaps, axis=[-2]), MIRRORED_JOINTS, axis=-1)
+
+
 def zoom(images, keypoints, scale, shift):
     """Scale (N, H, W, C) images by ``scale`` about the centre and shift them by ``shift`` (dy, dx) pixels.
 

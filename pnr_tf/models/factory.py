@@ -42,6 +42,7 @@ def build_generator(model_config, row_keep_probability=1.0, seed=None, data_conf
         row_keep_probability=row_keep_probability,
         seed=seed,
         contract=contract,
+        test_time_mirror=model_config.test_time_mirror,
         name="generator",
     )
 

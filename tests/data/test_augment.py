@@ -159,3 +159,24 @@ def test_a_mirror_pair_draws_its_target_as_the_source_mirrored_with_its_mask(syn
         present = (expected >= 0).all(axis=-1)
         expected[present, 1] = 63 - expected[present, 1]  # x mirrored in a 64-pixel-wide image, joints relabelled
         np.testing.assert_array_equal(mask[..., 0], pose_mask(expected[list(MIRRORED_JOINTS)], 128, 64).astype(np.float32))
+
+
+def test_mirrored_heatmaps_are_the_heatmaps_of_the_mirrored_keypoints():
+    from pnr_tf.data.augment import mirror_pose_heatmaps
+    from pnr_tf.data.keypoints import keypoints_to_heatmaps
+
+    rng = np.random.default_rng(2)
+    keypoints = keypoints_of(rng)
+    images = np.zeros((2, 16, 8, 3), np.float32)
+    _, mirrored_keypoints = mirror(tf.constant(images), tf.constant(keypoints))
+    # A float64 NumPy Gaussian of each mirrored joint (columns 7 - x), left and right exchanged.
+    rows, columns = np.arange(16.0)[:, None], np.arange(8.0)[None, :]
+    expected = np.zeros((2, 16, 8, 18))
+    for example in range(2):
+        for joint in range(18):
+            y, x = keypoints[example, MIRRORED_JOINTS[joint]].astype(np.float64)
+            if y >= 0 and x >= 0:
+                expected[example, :, :, joint] = np.exp(-((rows - y) ** 2 + (columns - (7 - x)) ** 2) / (2 * 6.0**2))
+    mirrored = mirror_pose_heatmaps(keypoints_to_heatmaps(tf.constant(keypoints), 16, 8))
+    np.testing.assert_allclose(mirrored.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(keypoints_to_heatmaps(mirrored_keypoints, 16, 8).numpy(), expected, atol=1e-6)

@@ -200,3 +200,37 @@ def test_a_folder_missing_some_outputs_is_an_error_unless_allowed_and_then_repor
     message = capsys.readouterr().err
     assert exit_info.value.code == 2 and message.startswith("error: ") and message.count("\n") == 1
     assert f"{source}___{target}.png is empty (0 bytes)" in message
+
+
+def test_test_time_mirror_on_scores_the_mean_of_the_two_drawings_and_off_restores_one(tiny_model_run, synthetic_root, tmp_path):
+    run_dir, generator = tiny_model_run
+    assert generator.test_time_mirror is False
+    reports = {}
+    for setting in ("on", "off", "model"):
+        out = tmp_path / setting
+        arguments = ["--model", str(run_dir), "--data-root", str(synthetic_root), "--no-inception", "--limit", "4", "--out", str(out),
+                     "--test-time-mirror", setting]  # fmt: skip
+        assert evaluate_main(arguments) == 0
+        reports[setting] = (json.loads((out / "metrics.json").read_text()), read_per_pair(out / "per_pair.csv"))
+    assert [reports[name][0]["test_time_mirror"] for name in ("on", "off", "model")] == [True, False, False]
+    assert reports["off"][1] == reports["model"][1]
+    annotations = read_annotations(synthetic_root / "annotations.csv")
+    for row, (source, target) in zip(reports["on"][1], read_pairs(synthetic_root / "pairs-test.csv")[:4]):
+        source_image, target_image = (read_rgb(synthetic_root / "images" / name) for name in (source, target))
+        drawn, _ = reference_generate(generator, source_image[None, None], annotations[source][None, None], annotations[target][None])
+        # The mirrored photo and poses (columns 63 - x, left and right joints exchanged) drawn, flipped back.
+        def mirrored(points):
+            points = points.astype(np.float64).copy()
+            present = (points >= 0).all(axis=-1)
+            points[present, 1] = 63 - points[present, 1]
+            order = list(range(18))
+            for left, right in ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17)):
+                order[left], order[right] = right, left
+            return points[..., order, :]
+        drawn_mirrored, _ = reference_generate(
+            generator, source_image[None, None, :, ::-1].copy(), mirrored(annotations[source])[None, None], mirrored(annotations[target])[None]
+        )
+        mean = 0.5 * (drawn + drawn_mirrored[:, :, ::-1])
+        expected = np.clip(np.round((mean + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        assert float(row["ssim"]) == pytest.approx(patn_ssim(target_image, expected[0]), abs=1e-3)
+    assert [row["ssim"] for row in reports["on"][1]] != [row["ssim"] for row in reports["off"][1]]

@@ -213,3 +213,58 @@ def test_load_model_in_a_fresh_process_gives_identical_outputs(tmp_path):
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([sys.executable, "-c", script], check=True, env=environment, cwd=tmp_path, timeout=300)
     np.testing.assert_array_equal(np.load(tmp_path / "output.npy"), expected)
+
+
+# Left and right OpenPose-18 joints by hand (shoulder, elbow, wrist, hip, knee, ankle, eye, ear).
+LEFT_RIGHT_PAIRS = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17))
+
+
+def numpy_mirror(images=None, heatmaps=None):
+    """Left-right mirror in NumPy: images flipped; heatmaps flipped with each left and right channel exchanged."""
+    if heatmaps is None:
+        return np.asarray(images)[..., ::-1, :]
+    order = list(range(18))
+    for left, right in LEFT_RIGHT_PAIRS:
+        order[left], order[right] = right, left
+    return np.asarray(heatmaps)[..., ::-1, :][..., order]
+
+
+@pytest.mark.parametrize("num_sources", [1, 2])
+def test_test_time_mirror_averages_the_drawing_of_the_mirrored_inputs(num_sources):
+    generator = tiny_generator(norm="instance")
+    inputs = random_generator_inputs(num_sources=num_sources, seed=3)
+    once = np.asarray(generator(inputs), np.float64)
+    mirrored_inputs = {
+        "source_image": numpy_mirror(inputs["source_image"]).copy(),
+        "source_pose": numpy_mirror(heatmaps=inputs["source_pose"]).copy(),
+        "target_pose": numpy_mirror(heatmaps=inputs["target_pose"]).copy(),
+    }
+    mirrored = np.asarray(generator(mirrored_inputs), np.float64)
+    generator.test_time_mirror = True
+    averaged = np.asarray(generator(inputs), np.float64)
+    np.testing.assert_allclose(averaged, 0.5 * (once + numpy_mirror(mirrored)), atol=1e-5)
+    assert np.abs(averaged - once).max() > 1e-3  # the two drawings differ: the average is not the first
+    # The average is mirror-symmetric: the mirrored inputs give the mirrored picture.
+    np.testing.assert_allclose(np.asarray(generator(mirrored_inputs)), numpy_mirror(averaged), atol=1e-5)
+
+
+def test_test_time_mirror_leaves_training_steps_encode_and_render_alone():
+    generator = tiny_generator(norm="instance")
+    inputs = random_generator_inputs(seed=4)
+    trained_once = np.asarray(generator(inputs, training=True))
+    drawn_once = np.asarray(generator.render(generator.encode(inputs["source_image"], inputs["source_pose"]), inputs["target_pose"]))
+    generator.test_time_mirror = True
+    np.testing.assert_array_equal(np.asarray(generator(inputs, training=True)), trained_once)
+    coefficients = generator.encode(inputs["source_image"], inputs["source_pose"])
+    np.testing.assert_array_equal(np.asarray(generator.render(coefficients, inputs["target_pose"])), drawn_once)
+
+
+def test_test_time_mirror_is_kept_in_the_keras_file_and_off_for_older_files():
+    generator = tiny_generator(norm="instance")
+    generator.test_time_mirror = True
+    inputs = random_generator_inputs(seed=6)
+    config = generator.get_config()
+    assert config["test_time_mirror"] is True
+    assert_keras_file_roundtrip(generator, lambda loaded: loaded(inputs), atol=1e-6)
+    del config["test_time_mirror"]  # a file saved before the setting existed
+    assert pnr_tf.PNRGenerator.from_config(config).test_time_mirror is False

@@ -196,12 +196,16 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
         assert all(message in error for message in messages) and "new --output-dir" in error, error
     assert (run / "config.yaml").read_text() == before  # nothing rewritten
     # train.* (and loss.*) may change: the resumed run says so and records it with its start.
-    changed = load_config(config_path, ["train.num_steps=6", "train.learning_rate=0.001"])
+    # model.test_time_mirror only changes how the trained generator draws: a resume may turn it on.
+    changed = load_config(config_path, ["train.num_steps=6", "train.learning_rate=0.001", "model.test_time_mirror=true"])
     resumed = Trainer(changed, run)
     assert resumed.step == 4
-    assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001)}
+    assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001),
+                                      "model.test_time_mirror": (False, True)}  # fmt: skip
+    assert resumed.inference_generator.test_time_mirror is True
     record = json.loads(json.dumps(resumed.session_record()))
-    assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001]}
+    assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001],
+                                        "model.test_time_mirror": [False, True]}  # fmt: skip
 
 
 def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_step_run, tmp_path, capsys):
