@@ -423,3 +423,21 @@ def test_calibration_for_a_fixed_batch_regroups_consecutive_requests():
     groups = batched_calibration(renders, 3)
     assert len(groups) == 1 and groups[0]["coefficients"].shape == (1, 4, 2) and groups[0]["coefficients"].max() == 0
     assert groups[0]["target_keypoints"][:, 0, 0].tolist() == [0, 1, 2]
+
+
+def test_a_mirror_averaging_generator_draws_its_mean_in_tflite_as_in_keras():
+    from tests.helpers import random_generator_inputs
+    from tests.helpers import spread_outputs
+    from tests.helpers import tiny_generator
+
+    keras.utils.set_random_seed(4)
+    generator = spread_outputs(tiny_generator(p=1, pose_dim=4, seed=4), random_generator_inputs(batch_size=2, height=16, width=8))
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, 1, seed=7)
+    _, drawn_once = reference_generate(generator, images, source_keypoints, target_keypoints)
+    generator.test_time_mirror = True
+    _, expected = reference_generate(generator, images, source_keypoints, target_keypoints)
+    assert level_difference(expected, drawn_once) > 2  # the mean is another picture than the single drawing
+    flatbuffer = convert_to_tflite(generator, "none", signatures=["serving_default"])
+    runner = Interpreter(model_content=flatbuffer).get_signature_runner("serving_default")
+    output = runner(source_image=images[:, 0], source_keypoints=source_keypoints[:, 0], target_keypoints=target_keypoints)["image"]
+    assert level_difference(output, expected) <= 2
