@@ -6,7 +6,11 @@ uploads, dataset folders, another method's outputs) is sized from its header fir
 
 - ``image_size(data)``: (height, width) from the header of a JPEG, PNG, WebP or BMP, without decoding;
 - ``decode_rgb(data, name)``: uint8 RGB, or ``ImageFileError`` naming the file and what is wrong with it
-  (empty, not an image, larger than ``MAX_PIXELS``, damaged). EXIF orientation is applied.
+  (empty, not an image, larger than ``MAX_PIXELS``, damaged, a JPEG cut short). EXIF orientation is applied.
+
+OpenCV 4 decodes a JPEG cut short (a copy interrupted, a download that stopped) with only a warning
+and a grey lower part; OpenCV 5 refuses it. ``jpeg_is_complete`` walks the file's segments and scans
+to its end-of-image marker, so the answer is the same on either.
 
 OpenCV has a limit of its own (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2^30 pixels unless set), which
 ``pnr_tf`` lowers to ``MAX_PIXELS`` when it is imported, as a second fence.
@@ -89,6 +93,49 @@ def _webp_size(data):
     return None
 
 
+def jpeg_is_complete(data):
+    """Whether JPEG bytes hold every segment and scan up to the end-of-image marker (bytes after it, such as
+    a phone's motion-photo video, are allowed)."""
+    position, length = 2, len(data)
+    while position + 2 <= length:
+        if data[position] != 0xFF:  # stray bytes between segments (libjpeg skips them with a warning)
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return False
+            continue
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return True
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        if position + 4 > length:
+            return False
+        (segment,) = struct.unpack(">H", data[position + 2 : position + 4])
+        if segment < 2:
+            return False
+        position += 2 + segment
+        if marker != 0xDA:
+            continue
+        # Entropy-coded data after a start of scan runs to the next marker that is neither a stuffed
+        # 0xFF00 nor a restart marker.
+        while True:
+            position = data.find(b"\xff", position)
+            if position < 0 or position + 1 >= length:
+                return False
+            following = data[position + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                position += 2
+            elif following == 0xFF:
+                position += 1
+            else:
+                break
+    return False
+
+
 def check_size(data, name, max_pixels=MAX_PIXELS, max_side=None):
     """(height, width) from the header, or ImageFileError when the data is no image we read or is too large."""
     if len(data) == 0:
@@ -109,6 +156,8 @@ def check_size(data, name, max_pixels=MAX_PIXELS, max_side=None):
 def decode_rgb(data, name="the image", max_pixels=MAX_PIXELS, max_side=None):
     """uint8 RGB (EXIF orientation applied) from file bytes, sized from the header before decoding."""
     check_size(data, name, max_pixels, max_side)
+    if data.startswith(b"\xff\xd8") and not jpeg_is_complete(data):
+        raise ImageFileError(f"{name} is a JPEG cut short (its data ends before the end-of-image marker): a truncated copy or download")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageFileError(f"{name} cannot be decoded (a damaged or truncated image)")

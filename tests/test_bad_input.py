@@ -131,6 +131,9 @@ def test_the_train_command_ends_data_and_disk_errors_in_one_error_line(data, tmp
     assert any("train.batch_size 100000 is larger than the" in line for line in lines)
     lines = run_train(capsys, data, "train.beta_1=5", output_dir=tmp_path / "c")
     assert lines == ["config error: train.beta_1 must be in [0, 1) (Adam's decay rates), got 5.0"]
+    (data / "notes.keras").write_text("not a model")
+    lines = run_train(capsys, data, f"train.initial_weights={data / 'notes.keras'}", output_dir=tmp_path / "e")
+    assert lines[-1].startswith("error: train.initial_weights: ") and "notes.keras" in lines[-1] and "not a readable Keras model" in lines[-1]
 
     def disk_full(self, samples=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "d" / "checkpoints" / "ckpt-1.data"))

@@ -12,6 +12,7 @@ from pnr_tf.images import ImageFileError
 from pnr_tf.images import ImageTooLargeError
 from pnr_tf.images import decode_rgb
 from pnr_tf.images import image_size
+from pnr_tf.images import jpeg_is_complete
 from pnr_tf.visualize import read_rgb
 from tests.helpers import png_declaring
 
@@ -80,3 +81,22 @@ def test_read_rgb_names_folders_empty_files_and_missing_files(tmp_path):
     (tmp_path / "bomb.png").write_bytes(png_declaring(30000, 30000))
     with pytest.raises(ImageTooLargeError):
         read_rgb(tmp_path / "bomb.png")
+
+
+@pytest.mark.parametrize("parameters", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]])
+def test_a_jpeg_cut_anywhere_before_its_end_is_incomplete_as_libjpeg_finds_it(parameters):
+    """Against TensorFlow's libjpeg decoder, which fails a stream that ends early (OpenCV 4 decodes it with a warning)."""
+    import tensorflow as tf
+
+    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8), (5, 5), 2)
+    data = cv2.imencode(".jpg", image, parameters)[1].tobytes()
+    assert jpeg_is_complete(data) and jpeg_is_complete(data + b"\x00\x00ftypmp42" + bytes(64))  # a motion photo's video after it
+    for cut in range(2, len(data), 7):
+        try:
+            tf.io.decode_jpeg(data[:cut])
+            decodes = True
+        except (tf.errors.InvalidArgumentError, ValueError):
+            decodes = False
+        assert not jpeg_is_complete(data[:cut]) and not decodes, cut
+    with pytest.raises(ImageFileError, match="upload.jpg is a JPEG cut short"):
+        decode_rgb(data[: len(data) // 2], "upload.jpg")

@@ -17,9 +17,12 @@ that crop. Written to the output folder:
                         as the folder grows: a person's side depends only on the seed and their name)
     dropped.csv         every photo left out and why: unreadable, no person, several people of
                         similar size, no torso (both shoulders and both hips), too small
-    prepared.csv        each photo seen (path, size, modification time) and what became of it:
-                        running again over a grown folder only looks at new or changed photos
+    prepared.csv        each photo seen (path, SHA-256 of its bytes) and what became of it
     contact_sheet.png   every kept crop with its skeleton drawn, to look at before training
+
+Running again mirrors the folder: new photos are read, photos whose bytes changed are read again,
+and photos that are gone leave images/, annotations.csv and the pairs. The output folder must be new,
+empty or written by prepare, and neither inside the photos nor holding them.
 """
 
 import csv
@@ -53,7 +56,9 @@ from pnr_tf.visualize import write_rgb
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SIMILAR_SIZE = 0.7  # a second person at least this large (relative to the largest) makes the photo ambiguous
 SMALLEST_PERSON = 0.5  # a crop box shorter than this fraction of the output height would be enlarged too far
-MANIFEST_FIELDS = ("source", "bytes", "modified", "name", "dropped")
+MANIFEST_FIELDS = ("source", "sha256", "name", "dropped")
+MANIFEST_NAME = "prepared.csv"
+SAVE_EVERY = 20  # photos between saves of the manifest and the annotations: a crash loses at most this many
 
 
 @dataclasses.dataclass
@@ -74,11 +79,17 @@ class PreparationJob:
 @dataclasses.dataclass
 class PreparationReport:
     kept: int  # photos in the dataset now
-    new: int  # photos looked at in this run
-    dropped: dict  # reason -> [source paths], of every run
+    added: int  # photos read for the first time in this run
+    changed: int  # photos whose bytes changed since the last run, read again
+    removed: int  # photos gone from the folder since the last run, taken out of the dataset
+    dropped: dict  # reason -> [source paths] of the photos in the folder that are not in the dataset
     train_pairs: int
     test_pairs: int
     people: int
+
+    @property
+    def read(self):
+        return self.added + self.changed
 
 
 def find_photos(folder):
@@ -94,6 +105,53 @@ def find_photos(folder):
         identity = relative.parts[0] if len(relative.parts) > 1 else None
         found.append((str(relative), identity))
     return found
+
+
+def check_folders(photos, out):
+    """ValueError, before anything is written, for an output folder that is the photo folder, lies inside it or
+    holds it (the crops would become photos of a person called "images"), or that holds files prepare did not write."""
+    photos_path, out_path = Path(os.path.realpath(photos)), Path(os.path.realpath(out))
+    if out_path == photos_path:
+        raise ValueError(f"--out {out} is the photo folder: the dataset goes to a folder of its own, outside the photos")
+    if photos_path in out_path.parents:
+        raise ValueError(f"--out {out} is inside the photo folder {photos}: its crops would be read as photos next time; "
+                         "choose a folder outside it")  # fmt: skip
+    if out_path in photos_path.parents:
+        raise ValueError(f"--out {out} holds the photo folder {photos}: the dataset goes to a folder of its own, outside the photos")
+    if out_path.is_file():
+        raise ValueError(f"--out {out} is a file: give a folder for the dataset")
+    if out_path.is_dir() and any(out_path.iterdir()) and not (out_path / MANIFEST_NAME).is_file():
+        raise ValueError(f"--out {out} holds files that prepare did not write (no {MANIFEST_NAME}): give a new or empty folder, "
+                         "so that nothing of yours is replaced")  # fmt: skip
+
+
+def check_identities(photos):
+    """ValueError when two person folders would become one identity in the dataset (their names differ only
+    in the characters file names cannot carry, such as "a_b" and "a-b")."""
+    seen = {}
+    for _, identity in photos:
+        if identity is not None and seen.setdefault(safe(identity), identity) != identity:
+            raise ValueError(f"the folders {seen[safe(identity)]!r} and {identity!r} would be one person ({safe(identity)!r}) "
+                             "in the dataset: rename one of them")  # fmt: skip
+
+
+def digest(path):
+    """SHA-256 of a file's bytes, hex: a photo is read again when it changes."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def unique_name(name, taken):
+    """name, or name with -2, -3, ... before its suffix: two photos never share a crop."""
+    stem, suffix = os.path.splitext(name)
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{stem}-{count}{suffix}"
+    return candidate
 
 
 def safe(text):
@@ -166,7 +224,7 @@ def _read_manifest(path):
     if not os.path.isfile(path):
         return {}
     with open(path, newline="", encoding="utf-8") as file:
-        return {row["source"]: row for row in csv.DictReader(file)}
+        return {row["source"]: {field: row.get(field) or "" for field in MANIFEST_FIELDS} for row in csv.DictReader(file)}
 
 
 def _write_manifest(path, rows):
@@ -186,33 +244,58 @@ def contact_sheet(images, keypoints, columns):
     return labelled_rows(rows, labels)
 
 
+def _save(out, manifest, annotations):
+    """annotations.csv, then the manifest: a crash between the two only means a photo is read again."""
+    kept = {row["name"] for row in manifest.values() if row["name"]}
+    write_annotations(out / "annotations.csv", {name: points for name, points in sorted(annotations.items()) if name in kept})
+    _write_manifest(out / MANIFEST_NAME, manifest)
+
+
+def _remove_crop(images_dir, name):
+    if name:
+        (images_dir / name).unlink(missing_ok=True)
+
+
 def prepare(job, estimator=None):
-    """Runs a job: new photos framed and annotated, the files rewritten; returns a PreparationReport."""
+    """Runs a job: the dataset made to mirror the photo folder; returns a PreparationReport."""
     if not 0 <= job.test_fraction < 1:
         raise ValueError(f"the held-out share must be in [0, 1), got {job.test_fraction}")
+    photos = find_photos(job.photos)
+    check_folders(job.photos, job.out)
+    check_flat_names(photos, job.dataset)
+    check_identities(photos)
     out = Path(job.out)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "prepared.csv"
-    manifest = _read_manifest(manifest_path)
+    manifest = _read_manifest(out / MANIFEST_NAME)
     annotation_path = out / "annotations.csv"
     annotations = dict(read_annotations(annotation_path)) if annotation_path.is_file() else {}
-    photos = find_photos(job.photos)
-    check_flat_names(photos, job.dataset)
-    new = []
+    # Photos gone from the folder leave the dataset: their rows, keypoints and crops.
+    present = {relative for relative, _ in photos}
+    removed = sorted(set(manifest) - present)
+    for relative in removed:
+        row = manifest.pop(relative)
+        annotations.pop(row["name"], None)
+        _remove_crop(images_dir, row["name"])
+    to_read = []
     for relative, identity in photos:
-        stat = (Path(job.photos) / relative).stat()
+        try:
+            content = digest(Path(job.photos) / relative)
+        except OSError as error:  # not readable (permissions): dropped as unreadable below
+            content = f"unreadable: {error.strerror}"
         seen = manifest.get(relative)
-        if seen is None or seen["bytes"] != str(stat.st_size) or seen["modified"] != str(int(stat.st_mtime)):
-            new.append((relative, identity, stat))
-    estimator = estimator or (PoseEstimator(quiet=True) if new else None)
-    progress = ProgressBar(len(new), unit="photo")
-    for count, (relative, identity, stat) in enumerate(new, start=1):
-        name = output_name(relative, identity)
-        row = {"source": relative, "bytes": str(stat.st_size), "modified": str(int(stat.st_mtime)), "name": "", "dropped": ""}
-        previous = manifest.get(relative, {}).get("name")
-        if previous:  # a changed photo: its old crop goes
-            annotations.pop(previous, None)
+        if seen is None or seen["sha256"] != content:
+            to_read.append((relative, identity, content, seen is not None))
+    added = sum(not was_seen for *_, was_seen in to_read)
+    estimator = estimator or (PoseEstimator(quiet=True) if to_read else None)
+    progress = ProgressBar(len(to_read), unit="photo")
+    for count, (relative, identity, content, _) in enumerate(to_read, start=1):
+        previous = manifest.get(relative, {}).get("name", "")
+        annotations.pop(previous, None)  # a changed photo: its old crop goes, its name stays its own
+        _remove_crop(images_dir, previous)
+        taken = {row["name"] for source, row in manifest.items() if row["name"] and source != relative}
+        name = previous or unique_name(output_name(relative, identity), taken)
+        row = {"source": relative, "sha256": content, "name": "", "dropped": ""}
         try:
             if Path(relative).suffix.lower() not in PHOTO_SUFFIXES:
                 raise PreparationDrop("unreadable")
@@ -223,20 +306,23 @@ def prepare(job, estimator=None):
             write_rgb(images_dir / name, image)
             annotations[name] = points
             row["name"] = name
-        except (ImageFileError, FileNotFoundError):
+        except (ImageFileError, OSError):
             row["dropped"] = "unreadable"
         except PoseEstimationError:
             row["dropped"] = "no person"
         except PreparationDrop as drop:
             row["dropped"] = str(drop)
         manifest[relative] = row
-        if count % 20 == 0 or count == len(new):
+        if count % SAVE_EVERY == 0 or count == len(to_read):
+            _save(out, manifest, annotations)
             progress.update(count)
     progress.close()
     kept = {row["name"] for row in manifest.values() if row["name"]}
     annotations = {name: points for name, points in sorted(annotations.items()) if name in kept}
-    write_annotations(annotation_path, annotations)
-    _write_manifest(manifest_path, manifest)
+    for path in images_dir.iterdir():  # crops of an interrupted run that no row names
+        if path.is_file() and path.name not in kept:
+            path.unlink()
+    _save(out, manifest, annotations)
     dataset = convention(job.dataset)
     pairs = make_pairs(annotations, dataset=dataset)
     train, test = [], []
@@ -253,9 +339,11 @@ def prepare(job, estimator=None):
         writer.writerow(["source", "reason"])
         writer.writerows(sorted((source, reason) for reason, sources in dropped.items() for source in sources))
     names = sorted(annotations)
+    sheet = out / "contact_sheet.png"
     if names:
         crops = [read_rgb(images_dir / name) for name in names]
-        write_rgb(out / "contact_sheet.png", contact_sheet(crops, [annotations[name] for name in names], job.sheet_columns))
+        write_rgb(sheet, contact_sheet(crops, [annotations[name] for name in names], job.sheet_columns))
+    else:
+        sheet.unlink(missing_ok=True)
     people = {dataset.identity_of(name) for name in names}
-    return PreparationReport(len(names), len(new), dropped, len(train), len(test), len(people))
-
+    return PreparationReport(len(names), added, len(to_read) - added, len(removed), dropped, len(train), len(test), len(people))

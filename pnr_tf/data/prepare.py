@@ -10,7 +10,9 @@ dataset's convention. Each photo's person is found, framed like the dataset's cr
 with 18 keypoints (BlazePose, offline once fetched: python -m pnr_tf.pose.fetch). DATA gets images/,
 annotations.csv, pairs.csv (training people), pairs-test.csv (held-out people), dropped.csv (every
 photo left out and why) and contact_sheet.png (each crop with its skeleton: look before training).
-Run it again after adding photos: only the new ones are read.
+Run it again after adding, changing or removing photos: DATA then mirrors PHOTOS (only new and
+changed photos are read; removed ones leave the dataset). DATA must be new, empty or written by
+prepare, and outside PHOTOS.
 """
 
 import argparse
@@ -47,7 +49,8 @@ def main(argv=None):
     except (FileNotFoundError, ValueError, OSError, PoseModelsUnavailableError) as error:
         parser.exit(2, f"error: {error}\n")
     dropped = ", ".join(f"{reason} {len(sources)}" for reason, sources in sorted(report.dropped.items())) or "none"
-    print(f"{report.kept} photos of {report.people} people in {arguments.out} ({report.new} read now); dropped: {dropped} "
+    print(f"{report.kept} photos of {report.people} people in {arguments.out} ({report.added} added, {report.changed} changed, "
+          f"{report.removed} removed); dropped: {dropped} "
           f"(listed in dropped.csv); {report.train_pairs} training pairs, {report.test_pairs} held-out pairs; look at contact_sheet.png")  # fmt: skip
     return 0
 

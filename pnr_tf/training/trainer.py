@@ -146,7 +146,11 @@ class Trainer:
         def by_path(model):  # a loaded model's paths lack the built one's leading "generator."
             return {key.removeprefix(f"{model.name}."): variable for key, variable in variables_by_path(model).items()}
 
-        trained, here = by_path(load_generator(path)), by_path(self.models.generator)
+        try:
+            trained = by_path(load_generator(path))
+        except (ValueError, FileNotFoundError) as error:  # not a model, or no such file: one line, as any config error
+            raise ConfigError(f"train.initial_weights: {error}") from None
+        here = by_path(self.models.generator)
         differences = [f"{key} is missing there" for key in here if key not in trained]
         differences += [f"{key} is extra there" for key in trained if key not in here]
         differences += [f"{key} has shape {tuple(trained[key].shape)} there, {tuple(variable.shape)} here"

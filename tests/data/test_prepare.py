@@ -91,7 +91,7 @@ def test_prepare_keeps_the_people_with_good_keypoints_reports_the_rest_and_train
     newcomer.mkdir()
     shutil.copy(next((folder / sorted(p.name for p in folder.iterdir())[5]).glob("*.jpg")), newcomer / "front.jpg")
     assert prepare_main([str(folder), "--out", str(data), "--dataset", "deepfashion"]) == 0
-    assert "(1 read now)" in capsys.readouterr().out
+    assert "(1 added, 0 changed, 0 removed)" in capsys.readouterr().out
     assert set(read_pairs(data / "pairs-test.csv")) >= set(test)
     # The README's next two commands, with the tiny model: train on it, evaluate on its held-out people.
     run = tmp_path / "run"
