@@ -38,7 +38,7 @@ from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.export.tflite import render_calibration_requests
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
 from pnr_tf.serving.client import GeneratorClient
 from pnr_tf.serving.dev_server import serve
@@ -132,7 +132,7 @@ def int8_quality(model_path):
 
     generator = load_generator(model_path) if model_path else None
     if generator is None:
-        generator = built_generator(load_config(REPOSITORY / "configs" / "market_supervised.yaml"))
+        generator = generator_from_config(load_config(REPOSITORY / "configs" / "market_supervised.yaml"))
         test, calibration = synthetic_pairs(generator), synthetic_pairs(generator)
         where = "untrained market model, synthetic pairs"
     else:
@@ -216,8 +216,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     arguments = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}")
-    paper = time_model(built_generator(load_config(arguments.config)), f"{arguments.config} (fresh weights)", arguments, True)
-    fast = time_model(built_generator(load_config(arguments.fast_config)), f"{arguments.fast_config} (fresh weights)", arguments, False)
+    paper = time_model(generator_from_config(load_config(arguments.config)), f"{arguments.config} (fresh weights)", arguments, True)
+    fast = time_model(generator_from_config(load_config(arguments.fast_config)), f"{arguments.fast_config} (fresh weights)", arguments, False)
     quality_model = arguments.quality_model or (str(REPOSITORY / "runs" / "market_cpu") if (REPOSITORY / "runs" / "market_cpu" / "generator.keras").is_file() else None)
     agreement, render_agreement, encode_render_agreement, fixed_agreement = int8_quality(quality_model)
     paths = paper["paths"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pnr_tf  # noqa: F401, I001  (first: quiet TensorFlow start-up)  # isort: skip
 import numpy as np
 
-from pnr_tf.data.annotations import JOINT_NAMES
+from pnr_tf.conventions import JOINT_NAMES
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.pose import PoseEstimationError
 from pnr_tf.pose import PoseEstimator

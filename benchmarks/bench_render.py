@@ -28,7 +28,7 @@ from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import convert_to_tflite
 from pnr_tf.export.tflite import encode_calibration_requests
 from pnr_tf.export.tflite import render_calibration_requests
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 
 from benchmarks.common import REPOSITORY
 from benchmarks.common import median_seconds
@@ -41,7 +41,7 @@ def main(argv=None):
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}", flush=True)
     summary = {}
     for config in configs:
-        generator = built_generator(load_config(config))
+        generator = generator_from_config(load_config(config))
         height, width = generator.contract.image_size
         workspace = Path(tempfile.mkdtemp())
         export_saved_model(generator, workspace, "pnr")

@@ -44,7 +44,7 @@ from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.export import export_keras
 from pnr_tf.export import export_saved_model
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
 from tests.helpers import png_declaring
 from tests.helpers import tensor_declaring
@@ -229,7 +229,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     config = load_config(REPOSITORY / "configs" / "quickstart.yaml")
-    generator = load_generator(arguments.model) if arguments.model else built_generator(config)
+    generator = load_generator(arguments.model) if arguments.model else generator_from_config(config)
     export_keras(generator, work / "run" / "generator.keras")
     export_saved_model(generator, work / "models", "pnr")
     data = work / "synthetic"

@@ -23,7 +23,7 @@ from pnr_tf.config import load_config
 from pnr_tf.export import export_saved_model
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.tflite import convert_to_tflite
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 
 from benchmarks.common import REPOSITORY
 from benchmarks.common import median_seconds
@@ -42,7 +42,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args(argv)
 
-    generator = built_generator(load_config(arguments.config))
+    generator = generator_from_config(load_config(arguments.config))
     height, width = generator.contract.image_size
     inputs = requests(arguments.batch_size, height, width)
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; {arguments.config}, batch {arguments.batch_size}", flush=True)

@@ -28,7 +28,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from pnr_tf.config import load_config
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.export.serving_module import with_solver
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 
 from benchmarks.common import REPOSITORY
 from benchmarks.common import median_seconds
@@ -98,7 +98,7 @@ def main(argv=None):
             print(f"{name:40s} TF {tf_rate:6.0f} GFLOP/s, TFLite (XNNPACK) {tflite_rate:6.0f} GFLOP/s, "
                   f"TFLite time / TF time {tf_rate / tflite_rate:.2f}", flush=True)  # fmt: skip
         return 0
-    generator = built_generator(load_config(arguments.config))
+    generator = generator_from_config(load_config(arguments.config))
     random = np.random.default_rng(0)
     print(f"machine: {os.cpu_count()} cores, TF {tf.__version__}; {arguments.config}, batch {arguments.batch_size}", flush=True)
     print(f"{'stage':28s} {'input':>22s} {'TF (ms)':>9s} {'TFLite (ms)':>12s} {'ratio':>6s}", flush=True)

@@ -31,13 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf.config import load_config
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
+from pnr_tf.training.run_splits import load_samples
 from pnr_tf.training.trainer import Trainer
-from pnr_tf.data.run_splits import load_samples
 from pnr_tf.training.validation import Validator
 
 from benchmarks.common import REPOSITORY
@@ -74,7 +74,7 @@ def stages(config_path, batch_size, repeats):
     """
     config = load_config(config_path, [f"train.batch_size={batch_size}"])
     height, width = config.data.image_height, config.data.image_width
-    generator = built_generator(config)
+    generator = generator_from_config(config)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (batch_size, height, width, 3)), tf.float32)
     poses = tf.constant(rng.uniform(0, 1, (batch_size, height, width, NUM_JOINTS)), tf.float32)
@@ -126,7 +126,7 @@ def curve(run_dir, config_path):
     samples = pair_samples(test_pairs, data.path(data.annotation_file), data.path(data.image_dir), (data.image_height, data.image_width))
     validator = Validator(samples, (data.image_height, data.image_width))
     keras.utils.set_random_seed(config.train.seed)
-    untrained = built_generator(config)
+    untrained = generator_from_config(config)
     trained = load_generator(run_dir)
     print(f"held-out test pairs: {len(validator)} ({test_pairs}); run: {run_dir}")
     rows = {"untrained": validator.score(untrained), "trained": validator.score(trained)}

@@ -21,6 +21,8 @@ import numpy as np
 
 from pnr_tf import files
 from pnr_tf.config import load_config
+from pnr_tf.conventions import from_pixels
+from pnr_tf.conventions import to_pixels
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.pipeline import build_sample_set
@@ -29,8 +31,6 @@ from pnr_tf.evaluation.ssim import body_masks
 from pnr_tf.evaluation.ssim import mask_ssim_scores
 from pnr_tf.evaluation.ssim import ssim_scores
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.inference import from_pixels
-from pnr_tf.inference import to_pixels
 
 
 def colourfulness(images, masks):

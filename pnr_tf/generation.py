@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.data.annotations import parse_json
 from pnr_tf.data.annotations import read_annotations

@@ -28,11 +28,16 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
+from pnr_tf.conventions import PIXEL_SCOPE
+from pnr_tf.conventions import from_pixels
+from pnr_tf.conventions import has_visible_joint
+from pnr_tf.conventions import resize_keypoints
+from pnr_tf.conventions import to_pixels
+from pnr_tf.conventions import visible_joints
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
-from pnr_tf.data.keypoints import has_visible_joint
-from pnr_tf.data.keypoints import visible_joints
+from pnr_tf.data.keypoints import mirror_pose_heatmaps
 from pnr_tf.layers.regression import REGRESSION_SCOPE
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
 from pnr_tf.models.loading import load_generator
@@ -67,21 +72,6 @@ def finite_coefficients(coefficients):
         return tf.reduce_all(tf.abs(coefficients) <= np.finfo(np.float32).max, axis=[1, 2])
 
 
-PIXEL_SCOPE = "pixel_conversion"  # the name scope of the uint8 <-> [-1, 1] conversions (kept float in int8 TFLite)
-
-
-def from_pixels(images):
-    """uint8 pixels -> [-1, 1] float images (tensors)."""
-    with tf.name_scope(PIXEL_SCOPE):
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_pixels(images):
-    """[-1, 1] float images -> uint8 pixels, rounded (tensors)."""
-    with tf.name_scope(PIXEL_SCOPE):
-        return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-
-
 def pose_problems(source_keypoints, target_keypoints, image_size):
     """Messages for the examples that break the keypoint rules; empty when all are usable.
 
@@ -100,14 +90,10 @@ def pose_problems(source_keypoints, target_keypoints, image_size):
 
 
 def fit_photo(photo, keypoints, image_size):
-    """A photo of any size resized to the model's, with its keypoints scaled alike (missing stay -1)."""
+    """A photo of any size resized to the model's, its keypoints moved alike (``pnr_tf.conventions``: pixel centres kept)."""
     height, width = image_size
-    keypoints = np.asarray(keypoints, np.float32)
-    scale = np.array([height / photo.shape[0], width / photo.shape[1]], np.float32)
-    with np.errstate(invalid="ignore"):
-        missing = ~np.isfinite(keypoints).all(axis=-1, keepdims=True) | (keypoints < 0).any(axis=-1, keepdims=True)
     resized = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA) if photo.shape[:2] != (height, width) else photo
-    return resized, np.where(missing, -1.0, keypoints * scale).astype(np.float32)
+    return resized, resize_keypoints(keypoints, photo.shape[:2], image_size)
 
 
 def frame_person(photo, image_size, keypoints=None, estimator=None, name="the photo"):
@@ -133,20 +119,25 @@ class PoseTransfer:
         generator: a built ``PNRGenerator`` (its ``contract`` says image size and heatmap width).
         validate: put the keypoint and shape rules in the graph as checks that fail a call with
             INVALID_ARGUMENT. TFLite has no such op: its export turns them off and reads ``valid``.
+        test_time_mirror: draw each person twice, from the inputs and from their mirror image (photos
+            flipped, left and right joints exchanged), and return the mean of the first and the second
+            flipped back: twice the work for a truer person. None: as the contract says. ``encode`` and
+            ``render`` draw once (a W is one drawing's person).
     """
 
-    def __init__(self, generator, validate=True):
+    def __init__(self, generator, validate=True, test_time_mirror=None):
         if generator.contract is None:
             raise ValueError("the generator is not built: call it once or load it from a .keras file first")
         self.generator = generator
         self.contract = generator.contract
         self.validate = validate
+        self.test_time_mirror = self.contract.test_time_mirror if test_time_mirror is None else bool(test_time_mirror)
         self._generate_function = self._encode_function = self._render_function = None
 
     @classmethod
-    def load(cls, path, validate=True):
+    def load(cls, path, validate=True, test_time_mirror=None):
         """From a .keras file, a training run directory (even one stopped midway) or a checkpoint."""
-        return cls(load_generator(path), validate)
+        return cls(load_generator(path), validate, test_time_mirror)
 
     @property
     def image_size(self):
@@ -159,7 +150,7 @@ class PoseTransfer:
 
     def visible(self, keypoints):
         """(..., 18, 2) -> (...,) bool: at least one joint is visible (finite, inside the image): the one keypoint rule."""
-        return tf.reduce_any(visible_joints(keypoints, *self.image_size), axis=-1)
+        return tf.reduce_any(visible_joints(keypoints, self.image_size), axis=-1)
 
     def _checked(self, tensor, conditions):
         """``tensor``, after in-graph checks of (condition, message) pairs: a failed one fails the call with
@@ -203,7 +194,15 @@ class PoseTransfer:
             "source_pose": self.heatmaps(source_keypoints),
             "target_pose": self.heatmaps(target_keypoints),
         }
-        return {OUTPUT_NAME: to_pixels(self.generator(inputs, training=False)), VALID_NAME: sources_ok & target_ok}
+        image = self.generator(inputs, training=False)
+        if self.test_time_mirror:  # the mirrored person in the mirrored pose, flipped back: the same person seen once more
+            mirrored = {
+                "source_image": tf.reverse(inputs["source_image"], axis=[-2]),
+                "source_pose": mirror_pose_heatmaps(inputs["source_pose"]),
+                "target_pose": mirror_pose_heatmaps(inputs["target_pose"]),
+            }
+            image = 0.5 * (image + tf.reverse(self.generator(mirrored, training=False), axis=[-2]))
+        return {OUTPUT_NAME: to_pixels(image), VALID_NAME: sources_ok & target_ok}
 
     def encode_function(self, source_images, source_keypoints):
         """(b, M, H, W, 3) uint8, (b, M, 18, 2) -> {"coefficients": (b, k, d) float32 W, "valid": (b,) bool}.

@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf.conventions import to_pixels
+from pnr_tf.conventions import visible_joints
 from pnr_tf.images import ImageFileError
 from pnr_tf.images import decode_rgb
-from pnr_tf.data.annotations import MISSING
 
 # OpenPose-18 bones (neck to the limbs, head) and one colour per bone, RGB.
 SKELETON = (
@@ -21,7 +22,8 @@ def draw_pose(image, keypoints, thickness=1):
     """A copy of a (H, W, 3) uint8 RGB image with the skeleton of (18, 2) (y, x) keypoints on it."""
     canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    visible = np.all(keypoints != MISSING, axis=1)
+    with np.errstate(invalid="ignore"):
+        visible = visible_joints(keypoints, canvas.shape[:2])
     for (start, end), colour in zip(SKELETON, _COLOURS):
         if visible[start] and visible[end]:
             first = (int(round(keypoints[start, 1])), int(round(keypoints[start, 0])))
@@ -55,11 +57,6 @@ def pose_picture(heatmaps):
     """(..., H, W, 18) heatmaps -> (..., H, W, 3) grey pictures in [-1, 1], for grids."""
     heatmaps = np.asarray(heatmaps)
     return np.repeat(np.max(heatmaps, axis=-1, keepdims=True), 3, axis=-1) * 2.0 - 1.0
-
-
-def to_pixels(images):
-    """[-1, 1] float images -> uint8 pixels, rounded."""
-    return ((np.asarray(images, np.float64) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
 def panel_grid(columns):

@@ -141,11 +141,26 @@ def numpy_heatmaps(keypoints, height, width, sigma=6.0):
     return heatmaps * visible
 
 
-def reference_generate(generator, source_images, source_keypoints, target_keypoints, sigma=6.0):
+# Left and right OpenPose-18 joints by hand (shoulder, elbow, wrist, hip, knee, ankle, eye, ear).
+LEFT_RIGHT_PAIRS = ((2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17))
+
+
+def numpy_mirror(images=None, heatmaps=None):
+    """Left-right mirror in NumPy: images flipped; heatmaps flipped with each left and right channel exchanged."""
+    if heatmaps is None:
+        return np.asarray(images)[..., ::-1, :]
+    order = list(range(18))
+    for left, right in LEFT_RIGHT_PAIRS:
+        order[left], order[right] = right, left
+    return np.asarray(heatmaps)[..., ::-1, :][..., order]
+
+
+def reference_generate(generator, source_images, source_keypoints, target_keypoints, sigma=6.0, mirror=False):
     """What an exported signature must return, built from NumPy pieces around the Keras model.
 
     source_images (b, M, H, W, 3) uint8, keypoints (b, M, 18, 2) and (b, 18, 2) -> ((b, H, W, 3) float
-    model output in [-1, 1], the same as uint8 pixels).
+    model output in [-1, 1], the same as uint8 pixels). ``mirror``: the mean of the drawing and the
+    flipped-back drawing of the mirrored inputs (test-time mirror averaging).
     """
     height, width = source_images.shape[2:4]
     inputs = {
@@ -154,6 +169,10 @@ def reference_generate(generator, source_images, source_keypoints, target_keypoi
         "target_pose": numpy_heatmaps(target_keypoints, height, width, sigma).astype(np.float32),
     }
     generated = np.asarray(generator(inputs, training=False), dtype=np.float64)
+    if mirror:
+        mirrored = {"source_image": numpy_mirror(inputs["source_image"]).copy(), "source_pose": numpy_mirror(heatmaps=inputs["source_pose"]).copy(),
+                    "target_pose": numpy_mirror(heatmaps=inputs["target_pose"]).copy()}  # fmt: skip
+        generated = 0.5 * (generated + numpy_mirror(np.asarray(generator(mirrored, training=False), dtype=np.float64)))
     return generated, np.clip(np.round((generated + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 

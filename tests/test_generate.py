@@ -52,10 +52,11 @@ def test_a_larger_photo_is_resized_with_its_keypoints(tiny_model_run, synthetic_
     annotations = read_annotations(annotations_path)
     source, target = read_pairs(synthetic_root / "pairs-test.csv")[0]
     photo = read_rgb(synthetic_root / "images" / source)
-    # Each pixel doubled: area resizing back to 128 x 64 is exact, and the doubled keypoints halve back exactly.
+    # Each pixel doubled: area resizing back to 128 x 64 is exact. Pixel (r, c) becomes the 2 x 2 block whose
+    # centre is (2r + 0.5, 2c + 0.5), which must resize back to (r, c) exactly.
     write_rgb(tmp_path / "large.png", np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1))
-    (tmp_path / "large.json").write_text(json.dumps(np.where(annotations[source] < 0, -1, annotations[source] * 2).tolist()))
-    (tmp_path / "target.json").write_text(json.dumps(np.where(annotations[target] < 0, -1, annotations[target] * 2).tolist()))
+    (tmp_path / "large.json").write_text(json.dumps(np.where(annotations[source] < 0, -1, annotations[source] * 2 + 0.5).tolist()))
+    (tmp_path / "target.json").write_text(json.dumps(np.where(annotations[target] < 0, -1, annotations[target] * 2 + 0.5).tolist()))
     common = ["--model", str(run_dir), "--annotations", str(annotations_path)]
     assert generate_main([*common, "--source", str(synthetic_root / "images" / source), "--target-pose-of", target,
                           "--out", str(tmp_path / "small_out.png")]) == 0  # fmt: skip

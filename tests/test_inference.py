@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pnr_tf
+from pnr_tf.export import export_keras
 from pnr_tf.inference import InvalidCoefficientsError
 from pnr_tf.inference import InvalidPoseError
 from pnr_tf.inference import PoseTransfer
@@ -17,7 +18,9 @@ from tests.helpers import level_difference
 from tests.helpers import random_generator_inputs
 from tests.helpers import random_serving_inputs
 from tests.helpers import reference_generate
+from tests.helpers import spread_outputs
 from tests.helpers import tiny_generator
+from tests.helpers import with_contract
 
 
 def test_the_contract_is_stored_in_the_keras_file_and_an_old_file_gets_todays_defaults(serving_generator, tmp_path):
@@ -87,13 +90,16 @@ def test_a_pose_without_any_visible_joint_is_refused(serving_generator, broken, 
         PoseTransfer(serving_generator).generate(images, source_keypoints, target_keypoints)
 
 
-def test_fit_photo_scales_keypoints_and_keeps_missing_ones_missing():
+def test_fit_photo_moves_keypoints_with_the_pixels_and_keeps_missing_ones_missing():
     photo = np.zeros((256, 96, 3), np.uint8)
-    keypoints = np.array([[100.0, 30.0], [-1.0, -1.0], [np.nan, 5.0]] + [[0.0, 0.0]] * 15, np.float32)
+    keypoints = np.array([[100.0, 30.0], [-1.0, -1.0], [np.nan, 5.0], [0.0, 0.0], [255.0, 95.0]] + [[9.0, 9.0]] * 13, np.float32)
     resized, scaled = fit_photo(photo, keypoints, (128, 64))
     assert resized.shape == (128, 64, 3)
-    np.testing.assert_allclose(scaled[0], [50.0, 20.0])
+    # Pixel centres map to pixel centres: (y + 0.5) * 128 / 256 - 0.5 and (x + 0.5) * 64 / 96 - 0.5, by hand.
+    np.testing.assert_allclose(scaled[0], [49.75, 30.5 * 2 / 3 - 0.5], rtol=1e-6)
     np.testing.assert_array_equal(scaled[1:3], -1.0)
+    # The corner pixels' centres land in the outer half of the output's corner pixels: on their centres.
+    np.testing.assert_allclose(scaled[3:5], [[0.0, 0.0], [127.0, 63.0]])
 
 
 def test_the_loaded_model_follows_its_own_contract(tmp_path):
@@ -126,3 +132,43 @@ def test_encode_once_render_many_equals_generating_each_pose(serving_generator):
             model.render(broken_person, target_keypoints)
     with pytest.raises(InvalidCoefficientsError, match=r"shape \(1, 4, 16\)"):
         model.render(person[:, :3], target_keypoints)
+
+
+@pytest.mark.parametrize("num_sources", [1, 2])
+def test_test_time_mirror_draws_the_mean_of_the_drawing_and_the_mirrored_one(num_sources):
+    keras.utils.set_random_seed(3)
+    generator = spread_outputs(tiny_generator(norm="instance", seed=3), random_generator_inputs(batch_size=2, height=16, width=8))
+    images, source_keypoints, target_keypoints = random_serving_inputs(2, num_sources, seed=5)
+    _, once = reference_generate(generator, images, source_keypoints, target_keypoints)
+    _, expected = reference_generate(generator, images, source_keypoints, target_keypoints, mirror=True)
+    assert level_difference(expected, once) > 2  # the two drawings differ: the mean is not the first
+    assert PoseTransfer(generator).test_time_mirror is False  # the contract's setting
+    averaged = PoseTransfer(generator, test_time_mirror=True).generate(images, source_keypoints, target_keypoints)
+    assert level_difference(averaged, expected) <= 1
+    # A contract that asks for it is followed without the option, and the option overrides it.
+    mirroring = with_contract(generator, test_time_mirror=True)
+    assert level_difference(PoseTransfer(mirroring).generate(images, source_keypoints, target_keypoints), expected) <= 1
+    assert level_difference(PoseTransfer(mirroring, test_time_mirror=False).generate(images, source_keypoints, target_keypoints), once) <= 1
+
+
+def test_test_time_mirror_leaves_encode_and_render_to_one_drawing():
+    keras.utils.set_random_seed(4)
+    generator = tiny_generator(norm="instance", seed=4)
+    generator(random_generator_inputs(height=16, width=8))  # built for 16 x 8 photos
+    images, source_keypoints, target_keypoints = random_serving_inputs(1, 2, seed=6)
+    plain, mirroring = PoseTransfer(generator), PoseTransfer(generator, test_time_mirror=True)
+    coefficients = plain.encode(images[0], source_keypoints[0])
+    np.testing.assert_array_equal(mirroring.encode(images[0], source_keypoints[0]), coefficients)
+    np.testing.assert_array_equal(mirroring.render(coefficients, target_keypoints), plain.render(coefficients, target_keypoints))
+
+
+def test_test_time_mirror_is_kept_in_the_contract_of_the_keras_file_and_read_from_older_files(tmp_path):
+    generator = tiny_generator(norm="instance")
+    generator(random_generator_inputs(height=16, width=8))
+    generator = with_contract(generator, test_time_mirror=True)
+    export_keras(generator, tmp_path / "mirroring.keras")
+    assert PoseTransfer.load(tmp_path / "mirroring.keras").test_time_mirror is True
+    config = generator.get_config()
+    older = dict(config, contract={key: value for key, value in config["contract"].items() if key != "test_time_mirror"})
+    assert pnr_tf.PNRGenerator.from_config(dict(older, test_time_mirror=True)).contract.test_time_mirror is True  # kept on the generator
+    assert pnr_tf.PNRGenerator.from_config(older).contract.test_time_mirror is False  # saved before the setting existed

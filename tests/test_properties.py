@@ -22,7 +22,7 @@ from pnr_tf.app.service import parse_keypoints
 from pnr_tf.config import Config
 from pnr_tf.config import ConfigError
 from pnr_tf.config import load_config
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_keypoints_json

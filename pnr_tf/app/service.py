@@ -7,8 +7,10 @@ import threading
 import cv2
 import numpy as np
 
+from pnr_tf.conventions import NUM_JOINTS
+from pnr_tf.conventions import resize_keypoints
+from pnr_tf.conventions import visible_joints
 from pnr_tf.data.annotations import LARGEST_COORDINATE
-from pnr_tf.data.annotations import NUM_JOINTS
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.pairs import has_torso
 from pnr_tf.data.synthetic import HEIGHT
@@ -94,9 +96,7 @@ def built_in_poses(image_size, count=GALLERY_SIZE):
     for index in range(count):
         rng = np.random.default_rng([7, index])
         points, _ = random_pose(rng, random_look(rng))
-        keypoints = to_annotation(points).astype(np.float32)
-        scale = np.array([image_size[0] / HEIGHT, image_size[1] / WIDTH], np.float32)
-        poses[f"pose {index + 1}"] = np.where(keypoints < 0, -1.0, keypoints * scale)
+        poses[f"pose {index + 1}"] = resize_keypoints(to_annotation(points), (HEIGHT, WIDTH), image_size)
     return poses
 
 
@@ -104,7 +104,7 @@ def annotated_poses(path, image_size, count=GALLERY_SIZE):
     """The first annotated poses with a torso from an annotation file of images of the model's size."""
     poses = {}
     for name, keypoints in read_annotations(path).items():
-        if has_torso(keypoints) and (keypoints[:, 0] < image_size[0]).all() and (keypoints[:, 1] < image_size[1]).all():
+        if has_torso(keypoints) and (visible_joints(keypoints, image_size) | (keypoints == -1).all(axis=-1)).all():
             poses[name] = keypoints.astype(np.float32)
         if len(poses) == count:
             break

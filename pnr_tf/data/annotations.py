@@ -16,29 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf.conventions import NUM_JOINTS
 
-NUM_JOINTS = 18
-MISSING = -1
-JOINT_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
-SHOULDERS_AND_HIPS = (2, 5, 8, 11)
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
 
 
 class DataFormatError(ValueError):
     """A malformed row in one of the field's files; the message names the file and line."""
-
-
-def identity_of(name):
-    """Market's identity: the 4-digit prefix of the file name ('-1' and '0000' are distractors)."""
-    return name.split("_", 1)[0]
-
-
-def is_distractor(name):
-    return identity_of(name) in ("-1", "0000")
 
 
 # A coordinate beyond this is no pixel of any image this project reads (and would overflow int32).

@@ -19,10 +19,9 @@ import math
 
 import tensorflow as tf
 
-from pnr_tf.data.annotations import MISSING
-
-# OpenPose-18 joint i of a mirrored person is joint MIRRORED_JOINTS[i] of the original.
-MIRRORED_JOINTS = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
+from pnr_tf.conventions import MIRRORED_JOINTS
+from pnr_tf.conventions import MISSING
+from pnr_tf.conventions import visible_joints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,18 +38,10 @@ class Augmentation:
 def mirror(images, keypoints):
     """Left-right mirror of (N, H, W, C) images and their (N, 18, 2) (y, x) keypoints, joints relabelled."""
     width = tf.cast(tf.shape(images)[2], tf.float32)
-    present = tf.reduce_all(keypoints >= 0, axis=-1, keepdims=True)
+    present = tf.expand_dims(visible_joints(keypoints), -1)
     mirrored = tf.stack([keypoints[..., 0], width - 1.0 - keypoints[..., 1]], axis=-1)
     keypoints = tf.where(present, mirrored, keypoints)
     return tf.reverse(images, axis=[2]), tf.gather(keypoints, MIRRORED_JOINTS, axis=1)
-
-
-def mirror_pose_heatmaps(heatmaps):
-    """Left-right mirror of (..., H, W, 18) heatmaps, joints relabelled: the heatmaps of the mirrored keypoints.
-
-    Exact, because the Gaussians sit on the pixel grid: a joint at column x moves to W - 1 - x.
-    """
-    return tf.gather(tf.reverse(heatmaps, axis=[-2]), MIRRORED_JOINTS, axis=-1)
 
 
 def zoom(images, keypoints, scale, shift):
@@ -68,9 +59,8 @@ def zoom(images, keypoints, scale, shift):
         fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST",
     )  # fmt: skip
     moved = scale * (keypoints - centre) + centre + shift
-    present = tf.reduce_all(keypoints >= 0, axis=-1, keepdims=True)
-    inside = (moved[..., :1] >= 0) & (moved[..., :1] <= height - 1) & (moved[..., 1:] >= 0) & (moved[..., 1:] <= width - 1)
-    return transformed, tf.where(present & inside, moved, tf.cast(MISSING, tf.float32))
+    kept = visible_joints(keypoints) & visible_joints(moved, (height, width))
+    return transformed, tf.where(tf.expand_dims(kept, -1), moved, tf.cast(MISSING, tf.float32))
 
 
 def recolour(images, brightness, contrast, saturation, hue):

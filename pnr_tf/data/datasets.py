@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from pnr_tf.data.annotations import MISSING
+from pnr_tf.conventions import crop_keypoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,5 @@ def crop_deepfashion(image, keypoints=None):
     cropped = image[:, DEEPFASHION_CROP_LEFT : DEEPFASHION_CROP_LEFT + 176]
     if keypoints is None:
         return cropped
-    keypoints = np.asarray(keypoints).copy()
-    present = (keypoints != MISSING).all(axis=1)
-    keypoints[present, 1] -= DEEPFASHION_CROP_LEFT
-    outside = present & ((keypoints[:, 1] < 0) | (keypoints[:, 1] >= 176))
-    keypoints[outside] = MISSING
-    return cropped, keypoints
+    box = (0, DEEPFASHION_CROP_LEFT, 256, 176)
+    return cropped, crop_keypoints(keypoints, box, (256, 176)).astype(np.asarray(keypoints).dtype)

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from pnr_tf.data.annotations import MISSING
+from pnr_tf.conventions import MIRRORED_JOINTS
+from pnr_tf.conventions import visible_joints
 
 HEATMAP_SIGMA = 6.0
 
@@ -30,7 +31,7 @@ def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
     # in eight bits would flatten the Gaussians).
     with tf.name_scope(HEATMAP_SCOPE):
         keypoints = tf.cast(keypoints, tf.float32)
-        visible = visible_joints(keypoints, height, width)
+        visible = visible_joints(keypoints, (height, width))
         # Missing joints are moved to (0, 0) before the Gaussian: NaN * 0 would be NaN, not an empty channel.
         keypoints = tf.where(tf.expand_dims(visible, -1), keypoints, tf.zeros_like(keypoints))
         rows = keypoints[..., 0]
@@ -43,19 +44,6 @@ def keypoints_to_heatmaps(keypoints, height, width, sigma=HEATMAP_SIGMA):
         column_profile = tf.exp(scale * tf.square(columns_grid - tf.expand_dims(columns, -2)))
         column_profile = column_profile * tf.expand_dims(tf.cast(visible, tf.float32), -2)
         return tf.expand_dims(row_profile, -2) * tf.expand_dims(column_profile, -3)
-
-
-def visible_joints(keypoints, height, width):
-    """(..., 18) bool: the joint has finite coordinates inside the image (TFLite builtin ops only)."""
-    rows, columns = keypoints[..., 0], keypoints[..., 1]
-    # Comparisons with NaN are false, so a NaN joint is not visible; +-inf falls outside the bounds.
-    return (rows >= 0) & (columns >= 0) & (rows < height) & (columns < width)
-
-
-def has_visible_joint(keypoints, image_size):
-    """NumPy (..., 18, 2) keypoints -> (...,) bool: at least one joint is visible, the rule every
-    source and target pose must pass (``PoseTransfer.visible`` is the same in the graph)."""
-    return np.asarray(visible_joints(np.asarray(keypoints, np.float32), *image_size)).any(axis=-1)
 
 
 def _polygon_mask(vertex_rows, vertex_columns, shape):
@@ -91,6 +79,14 @@ def _polygon_mask(vertex_rows, vertex_columns, shape):
     return mask
 
 
+def mirror_pose_heatmaps(heatmaps):
+    """Left-right mirror of (..., H, W, 18) heatmaps, joints relabelled: the heatmaps of the mirrored keypoints.
+
+    Exact, because the Gaussians sit on the pixel grid: a joint at column x moves to W - 1 - x.
+    """
+    return tf.gather(tf.reverse(heatmaps, axis=[-2]), MIRRORED_JOINTS, axis=-1)
+
+
 def pose_mask(keypoints, height, width, point_radius=MASK_POINT_RADIUS):
     """The mask-SSIM / mask-IS body mask of one pose (PATN's protocol), a (height, width) bool array.
 
@@ -99,7 +95,8 @@ def pose_mask(keypoints, height, width, point_radius=MASK_POINT_RADIUS):
     coincide is skipped (its direction is undefined; the joint disks cover it).
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
-    visible = np.all(keypoints != MISSING, axis=1)
+    with np.errstate(invalid="ignore"):
+        visible = visible_joints(keypoints, (height, width))
     mask = np.zeros((height, width), dtype=bool)
     for start, end in MASK_LIMBS:
         if not (visible[start] and visible[end]):

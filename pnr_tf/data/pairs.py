@@ -10,15 +10,15 @@ from collections import defaultdict
 
 import numpy as np
 
-from pnr_tf.data.annotations import MISSING
-from pnr_tf.data.annotations import SHOULDERS_AND_HIPS
+from pnr_tf.conventions import SHOULDERS_AND_HIPS
+from pnr_tf.conventions import visible_joints
 from pnr_tf.data.datasets import MARKET
 
 
 def has_torso(keypoints):
     """Both shoulders and both hips detected: PATN's filter for the images a pair may use, on both datasets
     (DeepFashion's full-body shots pass it, back views included)."""
-    return bool(np.all(np.asarray(keypoints)[list(SHOULDERS_AND_HIPS)] != MISSING))
+    return bool(np.all(visible_joints(np.asarray(keypoints)[list(SHOULDERS_AND_HIPS)])))
 
 
 def images_by_identity(annotations, dataset=MARKET):

@@ -13,18 +13,19 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf import images
+from pnr_tf.conventions import NUM_JOINTS
+from pnr_tf.conventions import from_pixels
+from pnr_tf.conventions import has_visible_joint
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.annotations import read_tuples
 from pnr_tf.data.augment import augment
 from pnr_tf.data.augment import mirror
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
-from pnr_tf.data.keypoints import has_visible_joint
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.keypoints import pose_mask
 from pnr_tf.data.pairs import has_torso
-from pnr_tf import images
 
 ON_BAD_SAMPLE = ("error", "skip")
 logger = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ def decode_pixels(path, image_size):
 
 def decode_image(path, image_size):
     """JPEG/PNG file -> (H, W, 3) float32 in [-1, 1]."""
-    return tf.cast(decode_pixels(path, image_size), tf.float32) / 127.5 - 1.0
+    return from_pixels(decode_pixels(path, image_size))
 
 
 def decode_image_bytes(contents):

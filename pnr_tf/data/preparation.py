@@ -37,6 +37,9 @@ import cv2
 import numpy as np
 
 from pnr_tf import files
+from pnr_tf.conventions import MISSING
+from pnr_tf.conventions import resize_keypoints
+from pnr_tf.conventions import visible_joints
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import write_annotations
 from pnr_tf.data.annotations import write_pairs
@@ -196,13 +199,11 @@ def frame(photo, estimator, image_size, name):
         raise PreparationDrop("several people")
     height, width = photo.shape[:2]
     same_shape = abs(height / width - image_size[0] / image_size[1]) < 0.02
-    visible = pose.keypoints[(pose.keypoints >= 0).all(axis=1)]
+    visible = pose.keypoints[visible_joints(pose.keypoints, (height, width))]
     fills = len(visible) and np.ptp(visible[:, 0]) >= 0.6 * height
-    if same_shape and fills:  # already framed as the dataset's crops: resized only, keypoints scaled
+    if same_shape and fills:  # already framed as the dataset's crops: resized only, keypoints alike
         image = cv2.resize(photo, image_size[::-1], interpolation=cv2.INTER_AREA if height > image_size[0] else cv2.INTER_LINEAR)
-        scale = np.array([image_size[0] / height, image_size[1] / width])
-        keypoints = np.where(pose.keypoints >= 0, (pose.keypoints + 0.5) * scale - 0.5, -1.0)
-        return image, keypoints
+        return image, resize_keypoints(pose.keypoints, (height, width), image_size)
     crop = crop_person(photo, pose.keypoints, image_size)
     if crop.box[2] < SMALLEST_PERSON * image_size[0]:
         raise PreparationDrop("too small")
@@ -215,9 +216,10 @@ class PreparationDrop(Exception):
 
 def _annotation_keypoints(keypoints, image_size):
     """Rounded to pixels (the file holds integers), inside the image, -1 where missing."""
-    rounded = np.round(np.asarray(keypoints, np.float64))
-    inside = (rounded >= 0).all(axis=1) & (rounded[:, 0] < image_size[0]) & (rounded[:, 1] < image_size[1])
-    return np.where(inside[:, None], rounded, -1).astype(np.int32)
+    with np.errstate(invalid="ignore"):
+        rounded = np.round(np.asarray(keypoints, np.float64))
+        inside = visible_joints(rounded, image_size)
+    return np.where(inside[:, None], rounded, MISSING).astype(np.int32)
 
 
 def _read_manifest(path):

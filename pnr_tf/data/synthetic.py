@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pnr_tf.data.annotations import MISSING
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import MISSING
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.annotations import write_annotations
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.annotations import write_tuples

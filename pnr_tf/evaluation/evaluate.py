@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from pnr_tf import files
+from pnr_tf.conventions import from_pixels
 from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.evaluation.baselines import BASELINES
 from pnr_tf.evaluation.baselines import baseline_images
@@ -164,7 +165,7 @@ def read_generated_folder(folder, annotations, image_dir=None, limit=None, expec
 
 def l1_distance(targets, generated):
     """Per-image mean absolute difference on [-1, 1] (uint8 levels / 127.5), the training loss's scale."""
-    difference = np.abs(np.asarray(targets, np.float64) - np.asarray(generated, np.float64)) / 127.5
+    difference = np.abs(from_pixels(targets).astype(np.float64) - from_pixels(generated))
     return difference.reshape(len(difference), -1).mean(axis=1)
 
 

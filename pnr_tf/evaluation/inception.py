@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pnr_tf.conventions import from_pixels
 from pnr_tf.pretrained import find_weights
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"  # Keras' InceptionV3 with its top
@@ -31,7 +32,7 @@ def build_inception(weights_path=None, random_weights=False):
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
     def outputs(images):
         resized = tf.image.resize(tf.cast(images, tf.float32), (INPUT_SIZE, INPUT_SIZE), method="bilinear")
-        probabilities, features = network(resized / 127.5 - 1.0, training=False)
+        probabilities, features = network(from_pixels(resized), training=False)  # InceptionV3 reads [-1, 1], as our models do
         return probabilities, features
 
     return outputs

@@ -139,9 +139,8 @@ def _generated_sets(job, model, rows, counts, samples):
 def run_evaluation(job):
     """Scores the job's sets, writes metrics.json, per_pair.csv and best_worst.png; returns the EvaluationReport."""
     run = _Run(job.model)
-    model = PoseTransfer.load(job.model) if job.model else None  # first: a broken model file is reported as such
-    if model is not None and job.test_time_mirror != "model":
-        model.generator.test_time_mirror = job.test_time_mirror == "on"  # read when the graph is traced, below
+    mirror = None if job.test_time_mirror == "model" else job.test_time_mirror == "on"
+    model = PoseTransfer.load(job.model, test_time_mirror=mirror) if job.model else None  # first: a broken model file is reported as such
     root = job.data_root or (run.config.data.root if run.config else "data/synthetic")
     annotation_path, image_dir = files.join(root, job.annotations), files.join(root, job.image_dir)
     if not files.is_file(annotation_path):
@@ -178,7 +177,7 @@ def run_evaluation(job):
     report = metrics[next(iter(metrics))] if len(metrics) == 1 else {"by_num_sources": metrics}
     report["source"] = str(job.model or job.images or f"baseline: {job.baseline}")
     if model is not None:
-        report["test_time_mirror"] = model.generator.test_time_mirror
+        report["test_time_mirror"] = model.test_time_mirror
     if job.images:
         report["num_missing"] = len(missing)
         report["missing_pairs"] = [f"{source}___{target}" for source, target in missing]

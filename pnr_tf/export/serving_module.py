@@ -8,7 +8,7 @@ return a uint8 image (and ``valid``); the generator's contract fixes everything 
 import keras
 import tensorflow as tf
 
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.models.generator import PNRGenerator
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from pnr_tf import files
+from pnr_tf.conventions import PIXEL_SCOPE
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
 from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.export.keras_file import refuse_to_overwrite
@@ -23,7 +24,6 @@ from pnr_tf.export.serving_module import SIGNATURES
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
 from pnr_tf.export.serving_module import copied_generator
-from pnr_tf.inference import PIXEL_SCOPE
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.layers.encoders import PROJECTION_SCOPE
 from pnr_tf.layers.regression import REGRESSION_SCOPE

@@ -6,8 +6,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from pnr_tf.data.annotations import NUM_JOINTS
-from pnr_tf.data.augment import mirror_pose_heatmaps
+from pnr_tf.conventions import KEYPOINT_FORMAT
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.layers.blocks import build_sublayer
 from pnr_tf.layers.decoder import ImageDecoder
@@ -16,22 +15,23 @@ from pnr_tf.layers.encoders import PoseEncoder
 from pnr_tf.layers.regression import PNormRegression
 
 INPUT_NAMES = ("source_image", "source_pose", "target_pose")
-# The field's keypoints: 18 OpenPose-COCO joints in SPEC.md's order, (row, column) pixels, -1 = missing.
-KEYPOINT_FORMAT = f"openpose-coco-{NUM_JOINTS}:yx-pixels:missing=-1"
 
 
 @dataclasses.dataclass(frozen=True)
 class InferenceContract:
     """What an image and a pose mean to a generator; stored in its .keras file.
 
-    Images are (image_height, image_width) RGB; poses are 18 keypoints in ``keypoint_format``,
-    turned into Gaussian heatmaps of width ``heatmap_sigma`` pixels (data.heatmap_sigma in training).
+    Images are (image_height, image_width) RGB; poses are 18 keypoints in ``keypoint_format``
+    (``pnr_tf.conventions``), turned into Gaussian heatmaps of width ``heatmap_sigma`` pixels
+    (data.heatmap_sigma in training). With ``test_time_mirror`` inference (``pnr_tf.inference.PoseTransfer``)
+    draws the person twice, from the inputs and from their mirror image, and averages.
     """
 
     image_height: int
     image_width: int
     heatmap_sigma: float = HEATMAP_SIGMA
     keypoint_format: str = KEYPOINT_FORMAT
+    test_time_mirror: bool = False
 
     @property
     def image_size(self):
@@ -61,10 +61,8 @@ class PNRGenerator(keras.Model):
     In training mode with ``row_keep_probability < 1`` each source row is kept with that
     probability (the paper's unsupervised setting, eq. 4), drawn from a seeded generator.
 
-    With ``test_time_mirror``, a call outside training draws the person twice, from the inputs and
-    from their mirror image (images flipped, left and right joints swapped), and returns the mean of
-    the first and the second flipped back: twice the work for a truer person (BENCHMARKS.md). Training
-    steps, ``encode`` and ``render`` draw once.
+    A call draws once; how a trained generator is run (its contract's ``test_time_mirror``) is
+    ``pnr_tf.inference.PoseTransfer``'s business.
 
     Args:
         appearance_encoder: E_a, an ``AppearanceEncoder`` (default-built when None).
@@ -73,9 +71,8 @@ class PNRGenerator(keras.Model):
         decoder: G, an ``ImageDecoder``.
         row_keep_probability: Bernoulli keep probability of each source row in training.
         seed: seed of the row-dropout generator.
-        contract: an ``InferenceContract`` (or its config dict): image size, heatmap width and
-            keypoint convention inference must follow. None: the built input size, sigma 6.
-        test_time_mirror: outside training, average the drawing with that of the mirrored inputs.
+        contract: an ``InferenceContract`` (or its config dict): image size, heatmap width,
+            keypoint convention and mirror averaging inference must follow. None: the built input size, sigma 6.
         **kwargs: forwarded to ``keras.Model``.
 
     Example:
@@ -92,7 +89,6 @@ class PNRGenerator(keras.Model):
         row_keep_probability=1.0,
         seed=None,
         contract=None,
-        test_time_mirror=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -110,7 +106,6 @@ class PNRGenerator(keras.Model):
             )
         self.row_keep_probability = float(row_keep_probability)
         self.seed = seed
-        self.test_time_mirror = bool(test_time_mirror)
         self.seed_generator = keras.random.SeedGenerator(seed, name="row_dropout_seed")
 
     def build(self, input_shape):
@@ -140,14 +135,7 @@ class PNRGenerator(keras.Model):
     def call(self, inputs, training=None):
         _validated_shapes({name: inputs[name].shape for name in INPUT_NAMES} if isinstance(inputs, dict) else inputs)
         coefficients = self.encode(inputs["source_image"], inputs["source_pose"], training=training)
-        image = self.render(coefficients, inputs["target_pose"], training=training)
-        if not self.test_time_mirror or training:
-            return image
-        # The mirrored person, drawn in the mirrored pose and flipped back: the same person seen once more.
-        source_image = tf.reverse(tf.convert_to_tensor(inputs["source_image"]), axis=[-2])
-        mirrored = self.encode(source_image, mirror_pose_heatmaps(inputs["source_pose"]), training=training)
-        mirrored = self.render(mirrored, mirror_pose_heatmaps(inputs["target_pose"]), training=training)
-        return 0.5 * (image + tf.reverse(mirrored, axis=[-2]))
+        return self.render(coefficients, inputs["target_pose"], training=training)
 
     def encode(self, source_image, source_pose, training=None):
         """The person, pose removed: W (batch, k, d) of A = P W over the rows of all M sources.
@@ -209,7 +197,6 @@ class PNRGenerator(keras.Model):
                 "row_keep_probability": self.row_keep_probability,
                 "seed": self.seed,
                 "contract": None if self.contract is None else self.contract.to_config(),
-                "test_time_mirror": self.test_time_mirror,
             }
         )
         return config
@@ -223,6 +210,9 @@ class PNRGenerator(keras.Model):
                 f"images of the size it was built for, heatmap sigma {HEATMAP_SIGMA:g}, {KEYPOINT_FORMAT} keypoints",
                 stacklevel=2,
             )
+        mirror = config.pop("test_time_mirror", None)  # files that kept the setting on the generator itself
+        if mirror is not None and config.get("contract") is not None:
+            config["contract"] = {**config["contract"], "test_time_mirror": bool(mirror)}
         for name in ("appearance_encoder", "pose_encoder", "regression", "decoder"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)

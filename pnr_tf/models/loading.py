@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from pnr_tf import files
 from pnr_tf.config import load_config
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.generator import PNRGenerator
 
 
@@ -73,7 +73,7 @@ def _restore_from_checkpoint(location):
     config_path = files.join(location.run_dir, "config.yaml")
     if not files.is_file(config_path):
         raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
-    generator = built_generator(load_config(config_path))
+    generator = generator_from_config(load_config(config_path))
     # The reader takes the prefix as given; tf.train.list_variables would take a ram:// prefix for a folder.
     reader = tf.compat.v1.train.NewCheckpointReader(str(location.path))
     stored = {name.split("/", 1)[0] for name in reader.get_variable_to_shape_map()}

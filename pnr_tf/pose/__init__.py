@@ -16,7 +16,9 @@ import sys
 import cv2
 import numpy as np
 
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import crop_keypoints
+from pnr_tf.conventions import crop_matrix
+from pnr_tf.conventions import visible_joints
 from pnr_tf.pose.blazepose import PRESENCE_THRESHOLD
 from pnr_tf.pose.blazepose import BlazePose
 from pnr_tf.pose.blazepose import to_openpose
@@ -105,7 +107,7 @@ class PoseEstimator:
         if landmarks.presence < PRESENCE_THRESHOLD:
             raise PoseEstimationError(f"no person found in {name} (the landmark model's presence score is {landmarks.presence:.2f})")
         keypoints = to_openpose(landmarks, photo.shape)
-        if not (keypoints >= 0).all(axis=1).any():
+        if not visible_joints(keypoints, photo.shape[:2]).any():
             raise PoseEstimationError(f"no joint of the person in {name} is visible enough to use")
         relative_sizes = tuple(size / sizes[0][0] for size, _ in sizes)
         return PersonPose(keypoints, largest.score if largest else landmarks.presence, max(len(detections), 1), relative_sizes or (1.0,))
@@ -113,7 +115,8 @@ class PoseEstimator:
 
 def crop_box(keypoints, image_size):
     """(top, left, height, width) framing the visible joints as a Market crop, with the model's aspect ratio."""
-    visible = keypoints[(keypoints >= 0).all(axis=1)]
+    with np.errstate(invalid="ignore"):
+        visible = keypoints[visible_joints(keypoints)]
     if not len(visible):
         raise PoseEstimationError("no visible joint to frame the person by")
     top, bottom = visible[:, 0].min(), visible[:, 0].max()
@@ -126,29 +129,18 @@ def crop_box(keypoints, image_size):
 
 def crop_person(photo, keypoints, image_size):
     """The person cut out and resized to image_size (the photo's border repeated where the box leaves it)."""
-    top, left, height, width = crop_box(np.asarray(keypoints, np.float64), image_size)
+    box = crop_box(np.asarray(keypoints, np.float64), image_size)
     out_height, out_width = image_size
-    scale_y, scale_x = out_height / height, out_width / width
-    # Output pixel (c, r) samples the photo at (left + (c + 0.5) / scale_x - 0.5, top + ...): pixel centres kept.
-    matrix = np.array([[1 / scale_x, 0, left + 0.5 / scale_x - 0.5], [0, 1 / scale_y, top + 0.5 / scale_y - 0.5]])
-    interpolation = cv2.INTER_AREA if scale_x < 1 else cv2.INTER_LINEAR
-    image = cv2.warpAffine(photo, matrix, (out_width, out_height), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    moved = np.full((NUM_JOINTS, 2), -1.0, np.float32)
-    visible = (np.asarray(keypoints) >= 0).all(axis=1)
-    moved[visible, 0] = (np.asarray(keypoints)[visible, 0] - top + 0.5) * scale_y - 0.5
-    moved[visible, 1] = (np.asarray(keypoints)[visible, 1] - left + 0.5) * scale_x - 0.5
-    inside = visible & (moved[:, 0] >= 0) & (moved[:, 1] >= 0) & (moved[:, 0] < out_height) & (moved[:, 1] < out_width)
-    moved[~inside] = -1.0
-    return PersonCrop(image, moved, (top, left, height, width))
+    interpolation = cv2.INTER_AREA if out_width < box[3] else cv2.INTER_LINEAR
+    image = cv2.warpAffine(photo, crop_matrix(box, image_size), (out_width, out_height), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return PersonCrop(image, crop_keypoints(keypoints, box, image_size), box)
 
 
 def paste_back(photo, crop, generated):
     """The photo with ``generated`` (the crop's size) resized into the crop's box; the part of the box inside the photo."""
-    top, left, height, width = crop.box
     out_height, out_width = generated.shape[:2]
-    # Photo pixel (x, y) takes the generated image at ((x + 0.5 - left) * out_width / width - 0.5, ...).
-    matrix = np.array([[width / out_width, 0, left + 0.5 * width / out_width - 0.5],
-                       [0, height / out_height, top + 0.5 * height / out_height - 0.5]])  # fmt: skip
+    matrix = crop_matrix(crop.box, (out_height, out_width))  # generated pixel -> photo point; warped forward here
     size = (photo.shape[1], photo.shape[0])
     warped = cv2.warpAffine(np.asarray(generated, np.uint8), matrix, size, flags=cv2.INTER_LINEAR)
     covered = cv2.warpAffine(np.full((out_height, out_width), 255, np.uint8), matrix, size, flags=cv2.INTER_NEAREST) > 0

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from pnr_tf.conventions import pixel_levels
 from pnr_tf.pretrained import find_weights
 
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -35,5 +36,5 @@ def build_vgg19_features(weights_path=None, random_weights=False):
 
 def vgg_preprocess(images):
     """[-1, 1] RGB -> the 0-255, BGR, mean-subtracted input of Keras' VGG19 weights."""
-    images = (tf.cast(images, tf.float32) + 1.0) * 127.5
+    images = pixel_levels(images)
     return images[..., ::-1] - tf.constant(_BGR_MEAN, tf.float32)

@@ -2,7 +2,7 @@
 
 Per-replica math is ``gan_step``; the schedule ``schedule``; the strategy ``distribution``; the
 run directory (layout, lock, what a resume may change) ``run_directory``; the data of a run
-``pnr_tf.data.run_splits``. A run resumes from the latest checkpoint in its output directory.
+``pnr_tf.training.run_splits``. A run resumes from the latest checkpoint in its output directory.
 SIGINT / SIGTERM stop after the current step with a checkpoint; TensorFlow writes a checkpoint to
 temporary files and renames them, and the state file is updated last, so a kill mid-write leaves
 the previous checkpoint restorable.
@@ -22,15 +22,14 @@ import tensorflow as tf
 from pnr_tf import files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import to_yaml
-from pnr_tf.data.annotations import NUM_JOINTS
+from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.augment import Augmentation
 from pnr_tf.data.pipeline import BadSampleError
 from pnr_tf.data.pipeline import decode_failure_message
 from pnr_tf.data.pipeline import make_dataset
-from pnr_tf.data.run_splits import run_samples
 from pnr_tf.export.keras_file import export_keras
-from pnr_tf.models.factory import build_discriminator
-from pnr_tf.models.factory import built_generator
+from pnr_tf.models.factory import discriminator_from_config
+from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
 from pnr_tf.models.loading import variables_by_path
 from pnr_tf.ops.solvers import describe_solver
@@ -45,6 +44,7 @@ from pnr_tf.training.gan_step import step_inputs
 from pnr_tf.training.perceptual import build_vgg19_features
 from pnr_tf.training.run_directory import changes_since_last_start
 from pnr_tf.training.run_directory import run_directory_lock
+from pnr_tf.training.run_splits import run_samples
 from pnr_tf.training.validation import Validator
 from pnr_tf.visualize import panel_grid
 from pnr_tf.visualize import pose_picture
@@ -120,16 +120,16 @@ class Trainer:
         if config.loss.perceptual_weight > 0:
             features = build_vgg19_features(config.loss.vgg19_weights, random_weights=random_vgg)
         self.models = GANModels(
-            generator=built_generator(config),
-            appearance_discriminator=build_discriminator(config.model, "appearance_discriminator"),
-            pose_discriminator=build_discriminator(config.model, "pose_discriminator"),
+            generator=generator_from_config(config, keras.config.dtype_policy()),
+            appearance_discriminator=discriminator_from_config(config.model, "appearance_discriminator", keras.config.dtype_policy()),
+            pose_discriminator=discriminator_from_config(config.model, "pose_discriminator", keras.config.dtype_policy()),
             features=features,
         )
         height, width = config.data.image_height, config.data.image_width
         self.models.appearance_discriminator(tf.zeros((1, height, width, 6)))
         self.models.pose_discriminator(tf.zeros((1, height, width, 3 + NUM_JOINTS)))
         # The weight average: same structure and name, so its checkpoint keys are the generator's.
-        self.average_generator = built_generator(config) if train.ema_decay > 0 else None
+        self.average_generator = generator_from_config(config, keras.config.dtype_policy()) if train.ema_decay > 0 else None
         if self.average_generator is not None:
             self.average_generator.set_weights(self.models.generator.get_weights())
         self.optimizers = GANOptimizers(generator=self._optimizer("generator_optimizer"), discriminator=self._optimizer("discriminator_optimizer"))
@@ -349,7 +349,7 @@ class Trainer:
     def fit(self, samples=None):
         """Trains to train.num_steps (resuming), returns the path of generator.keras (or None if stopped).
 
-        ``samples`` (a SampleSet) replaces the run's own data (``pnr_tf.data.run_splits``), without
+        ``samples`` (a SampleSet) replaces the run's own data (``pnr_tf.training.run_splits``), without
         validation. The chief holds a lock on the run directory while it trains: a second training
         pointed at the same --output-dir stops with RunDirectoryBusyError instead of interleaving checkpoints.
         """

@@ -24,8 +24,8 @@ from pnr_tf.app.service import built_in_poses
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.pose import models as pose_models
-from tests.helpers import reference_generate
 from tests.helpers import png_declaring
+from tests.helpers import reference_generate
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 OUTPUT = REPOSITORY / "test-output"
@@ -274,9 +274,10 @@ def test_the_page_in_chromium_turns_a_market_photo_into_a_new_pose(browser, page
     pose = page.evaluate("target")
     box = page.locator("#editor").bounding_box()
     wrist_y, wrist_x = pose[4]
-    page.mouse.move(box["x"] + wrist_x * 4, box["y"] + wrist_y * 4)
+    # Model pixel (r, c) is the editor's 4 x 4 square from (4c, 4r): a joint is drawn at its centre.
+    page.mouse.move(box["x"] + (wrist_x + 0.5) * 4, box["y"] + (wrist_y + 0.5) * 4)
     page.mouse.down()
-    page.mouse.move(box["x"] + (wrist_x - 10) * 4, box["y"] + wrist_y * 4, steps=5)
+    page.mouse.move(box["x"] + (wrist_x - 10 + 0.5) * 4, box["y"] + (wrist_y + 0.5) * 4, steps=5)
     page.mouse.up()
     assert page.evaluate("target")[4][1] == pytest.approx(wrist_x - 10, abs=0.3)
     page.click("#generate")

@@ -204,7 +204,7 @@ def test_a_folder_missing_some_outputs_is_an_error_unless_allowed_and_then_repor
 
 def test_test_time_mirror_on_scores_the_mean_of_the_two_drawings_and_off_restores_one(tiny_model_run, synthetic_root, tmp_path):
     run_dir, generator = tiny_model_run
-    assert generator.test_time_mirror is False
+    assert generator.contract.test_time_mirror is False
     reports = {}
     for setting in ("on", "off", "model"):
         out = tmp_path / setting

@@ -386,11 +386,11 @@ def test_int8_encode_model_quantises_the_appearance_encoder_only_and_encodes_clo
 
 
 def test_export_command_writes_the_int8_encode_and_render_models(serving_generator, synthetic_root, tmp_path, capsys):
-    from pnr_tf.models.factory import built_generator
+    from pnr_tf.models.factory import generator_from_config
     from tests.helpers import tiny_training_config
 
     run_dir = tmp_path / "run"
-    export_keras(built_generator(tiny_training_config(synthetic_root)), run_dir / "generator.keras")  # Market's 128 x 64
+    export_keras(generator_from_config(tiny_training_config(synthetic_root)), run_dir / "generator.keras")  # Market's 128 x 64
     out = tmp_path / "models"
     for signature, batch in (("encode", []), ("render", ["--batch-size", "3"])):  # a pose sequence drawn 3 poses a call
         assert export_main(["--model", str(run_dir), "--format", "tflite", "--quantize", "int8", "--int8-signature", signature,
@@ -434,8 +434,8 @@ def test_a_mirror_averaging_generator_draws_its_mean_in_tflite_as_in_keras():
     generator = spread_outputs(tiny_generator(p=1, pose_dim=4, seed=4), random_generator_inputs(batch_size=2, height=16, width=8))
     images, source_keypoints, target_keypoints = random_serving_inputs(2, 1, seed=7)
     _, drawn_once = reference_generate(generator, images, source_keypoints, target_keypoints)
-    generator.test_time_mirror = True
-    _, expected = reference_generate(generator, images, source_keypoints, target_keypoints)
+    _, expected = reference_generate(generator, images, source_keypoints, target_keypoints, mirror=True)
+    generator = with_contract(generator, test_time_mirror=True)
     assert level_difference(expected, drawn_once) > 2  # the mean is another picture than the single drawing
     flatbuffer = convert_to_tflite(generator, "none", signatures=["serving_default"])
     runner = Interpreter(model_content=flatbuffer).get_signature_runner("serving_default")

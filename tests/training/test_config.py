@@ -107,10 +107,11 @@ def test_a_malformed_yaml_file_is_one_error_line(tmp_path, capsys, text, message
 
 
 def test_irls_weight_gradient_reaches_the_regression_layer():
-    from pnr_tf.models.factory import build_generator
+    from pnr_tf.models.factory import generator_from_config
 
-    assert build_generator(load_config().model).regression.weight_gradient is True  # SPEC's reading, the default
-    assert build_generator(load_config(overrides=["model.irls_weight_gradient=false"]).model).regression.weight_gradient is False
+    small = ["model.base_filters=4", "model.num_encoder_blocks=1", "model.num_decoder_blocks=1"]
+    assert generator_from_config(load_config(overrides=small)).regression.weight_gradient is True  # SPEC's reading, the default
+    assert generator_from_config(load_config(overrides=[*small, "model.irls_weight_gradient=false"])).regression.weight_gradient is False
 
 
 def test_include_reads_the_named_config_first_and_this_files_keys_replace_its_own(tmp_path):

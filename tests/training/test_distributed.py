@@ -28,8 +28,8 @@ def free_ports(count):
 def test_each_input_pipeline_reads_only_its_shard(synthetic_root, tmp_path):
     import tensorflow as tf
 
+    from pnr_tf.training.run_splits import load_samples
     from pnr_tf.training.trainer import Trainer
-    from pnr_tf.data.run_splits import load_samples
     from tests.helpers import tiny_training_config
 
     config = tiny_training_config(synthetic_root, train={"batch_size": 4})

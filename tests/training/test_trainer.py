@@ -10,8 +10,8 @@ import tensorflow as tf
 
 import pnr_tf  # noqa: F401  (registers the layers for load_model)
 from pnr_tf.training import schedule
+from pnr_tf.training.run_splits import load_samples
 from pnr_tf.training.trainer import Trainer
-from pnr_tf.data.run_splits import load_samples
 from tests.helpers import RECONSTRUCTION_ONLY
 from tests.helpers import tiny_training_config
 
@@ -175,10 +175,12 @@ def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_late
 
 
 def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
-    from pnr_tf.data.annotations import identity_of
+    from pnr_tf.data.datasets import MARKET
+
+    identity_of = MARKET.identity_of
     from pnr_tf.data.annotations import read_pairs
     from pnr_tf.data.synthetic import write_synthetic_dataset
-    from pnr_tf.data.run_splits import split_pair_files
+    from pnr_tf.training.run_splits import split_pair_files
 
     write_synthetic_dataset(tmp_path / "data", num_identities=10, images_per_identity=3, seed=2)
     config = tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2})
@@ -192,7 +194,7 @@ def test_held_out_identities_are_split_and_never_trained_on(tmp_path):
     samples = load_samples(config, paths["train"])
     assert {identity_of(path.rsplit("/", 1)[1]) for path in samples.target_paths} == identities["train"]
     # train.validation_size: at most that many validation pairs, spread over every held-out person.
-    from pnr_tf.data.run_splits import run_samples
+    from pnr_tf.training.run_splits import run_samples
 
     validation_rows = read_pairs(paths["validation"])
     _, every = run_samples(tiny_training_config(tmp_path / "data", data={"validation_identities": 0.2, "test_identities": 0.2},
@@ -231,10 +233,12 @@ def test_each_optimizer_steps_at_the_scheduled_rate(five_steps):
 def test_mirror_pairs_add_training_people_and_single_photo_people_never_held_out_ones(tmp_path):
     import shutil
 
-    from pnr_tf.data.annotations import identity_of
+    from pnr_tf.data.datasets import MARKET
+
+    identity_of = MARKET.identity_of
     from pnr_tf.data.annotations import read_pairs
-    from pnr_tf.data.run_splits import run_samples
     from pnr_tf.data.synthetic import write_synthetic_dataset
+    from pnr_tf.training.run_splits import run_samples
 
     root = tmp_path / "data"
     write_synthetic_dataset(root, num_identities=10, images_per_identity=3, seed=2)

@@ -202,7 +202,7 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
     assert resumed.step == 4
     assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001),
                                       "model.test_time_mirror": (False, True)}  # fmt: skip
-    assert resumed.inference_generator.test_time_mirror is True
+    assert resumed.inference_generator.contract.test_time_mirror is True
     record = json.loads(json.dumps(resumed.session_record()))
     assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001],
                                         "model.test_time_mirror": [False, True]}  # fmt: skip

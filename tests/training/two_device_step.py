@@ -19,9 +19,10 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from pnr_tf.layers.blocks import make_normalization  # noqa: E402
+from pnr_tf.training.run_splits import load_samples  # noqa: E402
 from pnr_tf.training.trainer import Trainer  # noqa: E402
-from pnr_tf.data.run_splits import load_samples  # noqa: E402
-from tests.helpers import TINY_TRAINING, tiny_training_config  # noqa: E402
+from tests.helpers import TINY_TRAINING  # noqa: E402
+from tests.helpers import tiny_training_config  # noqa: E402
 
 data_root, output = sys.argv[1], sys.argv[2]
 # Adversarial from step 0 (the default schedule): the generator and both discriminators update in it.
