@@ -6,7 +6,8 @@
 
 throughput: training images/s of a config's model (default market_supervised: base 64, N = 6, k = 32,
 p = 1, both discriminators, perceptual loss on a randomly initialised VGG19 of the same shape) on
-synthetic data of the config's dataset size, after one traced warm-up step.
+synthetic data of the config's dataset size, after one traced warm-up step; for each --precisions
+(train.precision) in turn, with its speed over the first one's.
 
 stages: forward + backward time of each part of the generator (the encoders, the regression, the
 decoder) in its own tf.function, then the whole training step, medians.
@@ -36,6 +37,7 @@ from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.synthetic import write_synthetic_dataset
 from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
+from pnr_tf.precision import cpu_flags
 from pnr_tf.training.run_splits import load_samples
 from pnr_tf.training.trainer import Trainer
 from pnr_tf.training.validation import Validator
@@ -44,25 +46,30 @@ from benchmarks.common import REPOSITORY
 from benchmarks.common import median_seconds
 
 
-def throughput(config_path, batch_sizes, steps):
+def throughput(config_path, batch_sizes, steps, precisions=("float32",)):
     dataset = load_config(config_path).data.dataset
     root = Path(tempfile.mkdtemp()) / "synthetic"
     write_synthetic_dataset(root, num_identities=20, images_per_identity=6, dataset=dataset)
-    print(f"machine: {os.cpu_count()} cores; model: {config_path} (random VGG19), synthetic {dataset}-size data")
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    print(f"machine: {os.cpu_count()} cores, {' '.join(flags) or 'no AVX2'}; model: {config_path} (random VGG19), synthetic {dataset}-size data")
     for batch_size in batch_sizes:
-        config = load_config(config_path, [f"data.root={root}", "data.annotation_file=annotations.csv", "data.pairs_file=pairs.csv",
-                                           "data.image_dir=images", "data.validation_identities=0", "data.test_identities=0",
-                                           f"train.batch_size={batch_size}"])  # fmt: skip
-        trainer = Trainer(config, tempfile.mkdtemp(), random_vgg=True)
-        iterator = iter(trainer.dataset(load_samples(config), 0))
-        start = time.perf_counter()
-        trainer.train_step(next(iterator))
-        trace_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(steps):
+        first = None
+        for precision in precisions:
+            config = load_config(config_path, [f"data.root={root}", "data.annotation_file=annotations.csv", "data.pairs_file=pairs.csv",
+                                               "data.image_dir=images", "data.validation_identities=0", "data.test_identities=0",
+                                               f"train.batch_size={batch_size}", f"train.precision={precision}"])  # fmt: skip
+            trainer = Trainer(config, tempfile.mkdtemp(), random_vgg=True)
+            iterator = iter(trainer.dataset(load_samples(config), 0))
+            start = time.perf_counter()
             trainer.train_step(next(iterator))
-        seconds = (time.perf_counter() - start) / steps
-        print(f"batch {batch_size:3d}: {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s  (first step with tracing {trace_seconds:.1f} s)")
+            trace_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step(next(iterator))
+            seconds = (time.perf_counter() - start) / steps
+            first = first or seconds
+            print(f"batch {batch_size:3d} {precision:>14s} ({trainer.precision.policy}): {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s"
+                  f"  {first / seconds:4.2f}x  (first step with tracing {trace_seconds:.1f} s)", flush=True)  # fmt: skip
 
 
 def stages(config_path, batch_size, repeats):
@@ -141,6 +148,7 @@ def main():
     speed = commands.add_parser("throughput")
     speed.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     speed.add_argument("--steps", type=int, default=3)
+    speed.add_argument("--precisions", nargs="+", default=["float32", "auto"], help="train.precision values, compared with the first")
     speed.add_argument("--config", default=str(REPOSITORY / "configs" / "market_supervised.yaml"),
                        help="e.g. configs/deepfashion_supervised.yaml for 256 x 176")  # fmt: skip
     parts = commands.add_parser("stages")
@@ -152,7 +160,7 @@ def main():
     learning.add_argument("--config", default=str(REPOSITORY / "configs" / "quickstart.yaml"))
     arguments = parser.parse_args()
     if arguments.command == "throughput":
-        throughput(arguments.config, arguments.batch_sizes, arguments.steps)
+        throughput(arguments.config, arguments.batch_sizes, arguments.steps, arguments.precisions)
     elif arguments.command == "stages":
         stages(arguments.config, arguments.batch_size, arguments.repeats)
     else:

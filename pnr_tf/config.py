@@ -10,6 +10,7 @@ import yaml
 
 from pnr_tf import files
 from pnr_tf.data.datasets import convention
+from pnr_tf.precision import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,9 @@ class TrainConfig:
     beta_1: float = 0.5
     beta_2: float = 0.999
     seed: int = 0
+    # auto: bfloat16 on CPUs with AMX or AVX512-BF16 (and Ampere GPUs), float32 elsewhere (pnr_tf.precision);
+    # the regression, losses and weight average stay float32. mixed_precision: true (older configs) is mixed_float16.
+    precision: str = "auto"
     mixed_precision: bool = False
     # Samples, validation and the saved generator use an exponential moving average of the
     # generator's weights (decay min(ema_decay, (1 + t) / (10 + t)) at step t); 0 turns it off.
@@ -160,6 +164,7 @@ _CHOICES = {
     "model.pose_stem_strides": (1, 2),
     "model.solver": ("auto", "fused", "cholesky", "matmul"),
     "train.mode": ("supervised", "unsupervised"),
+    "train.precision": PRECISIONS,
 }
 _POSITIVE = {
     "data.image_height", "data.image_width", "data.heatmap_sigma", "model.base_filters", "model.pose_dim",
@@ -241,6 +246,9 @@ def validate(config):
     for key in ("train.beta_1", "train.beta_2"):
         if not 0 <= _lookup(config, key) < 1:
             raise ConfigError(f"{key} must be in [0, 1) (Adam's decay rates), got {_lookup(config, key)!r}")
+    if config.train.mixed_precision and config.train.precision not in ("auto", "mixed_float16"):
+        raise ConfigError(f"train.mixed_precision: true means train.precision: mixed_float16, but train.precision is {config.train.precision}; "
+                          "set only train.precision")  # fmt: skip
     if config.data.mirror_pairs and config.train.mode == "unsupervised":
         raise ConfigError("data.mirror_pairs adds supervised pairs; unsupervised training reconstructs its sources (turn one off)")
     for key in ("data.augment_scale", "data.augment_colour"):
@@ -267,6 +275,11 @@ def validate(config):
                 f"data.synthetic with data.dataset {config.data.dataset} draws {expected[0]} x {expected[1]} images; "
                 f"data.image_height / image_width are {config.data.image_height} x {config.data.image_width}"
             )
+
+
+def requested_precision(train):
+    """train.precision, with the older train.mixed_precision: true read as mixed_float16."""
+    return "mixed_float16" if train.mixed_precision else train.precision
 
 
 def _lookup(config, key):
@@ -366,13 +379,16 @@ def resume_changes(run_config, config):
 
     Raises ConfigError naming every key it may not: model.*, the data contract (image size, heatmap
     sigma, dataset convention, held-out fractions), train.seed when people are held out (it chose
-    them), and the switches that change what a checkpoint holds (mixed precision, a weight average).
+    them), and the switches that change what a checkpoint holds (float16's loss scaling, a weight average).
     """
     before, now = to_dict(run_config), to_dict(config)
     changed = {f"{section}.{name}": (before[section][name], now[section][name])
                for section in now for name in now[section] if before[section][name] != now[section][name]}  # fmt: skip
     holds_out = run_config.data.validation_identities > 0 or run_config.data.test_identities > 0
-    refused = [key for key in changed if (key.startswith("model.") and key not in _INFERENCE_ONLY_KEYS) or key in _RUN_DATA_KEYS or key == "train.mixed_precision"
+    # float16 adds loss-scale variables to the checkpoint; float32 and bfloat16 keep the same ones.
+    scaled = [requested_precision(train) == "mixed_float16" for train in (run_config.train, config.train)]
+    refused = [key for key in changed if (key.startswith("model.") and key not in _INFERENCE_ONLY_KEYS) or key in _RUN_DATA_KEYS
+               or (key in ("train.mixed_precision", "train.precision") and scaled[0] != scaled[1])
                or (key == "train.seed" and holds_out) or (key == "train.ema_decay" and (0 in changed[key]))]  # fmt: skip
     if refused:
         described = "; ".join(f"{key}: {changed[key][0]!r} in the run, {changed[key][1]!r} now" for key in refused)

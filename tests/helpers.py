@@ -91,14 +91,15 @@ def assert_keras_file_roundtrip(model_or_layer, call, atol=0.0, input_shape=None
     return loaded
 
 
-# The tiny model and schedule every training test uses (as a config's sections).
+# The tiny model and schedule every training test uses (as a config's sections). float32: a test's numbers
+# must not depend on whether the host has bfloat16 instructions (train.precision: auto); bfloat16 has its own tests.
 TINY_TRAINING = {
     "model": {
         "base_filters": 4, "num_encoder_blocks": 1, "num_decoder_blocks": 1, "pose_dim": 4,
         "num_iterations": 2, "discriminator_filters": 4, "discriminator_blocks": 1,
     },
     "loss": {"perceptual_weight": 0.0},
-    "train": {"batch_size": 4, "num_steps": 2, "log_every": 1, "sample_every": 1, "checkpoint_every": 1},
+    "train": {"batch_size": 4, "num_steps": 2, "log_every": 1, "sample_every": 1, "checkpoint_every": 1, "precision": "float32"},
 }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from pnr_tf import files
 from pnr_tf.config import ConfigError
+from pnr_tf.config import requested_precision
 from pnr_tf.config import to_yaml
 from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.augment import Augmentation
@@ -33,6 +34,7 @@ from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.loading import load_generator
 from pnr_tf.models.loading import variables_by_path
 from pnr_tf.ops.solvers import describe_solver
+from pnr_tf.precision import resolve_precision
 from pnr_tf.progress import ProgressBar
 from pnr_tf.training import gan_step
 from pnr_tf.training import schedule
@@ -75,8 +77,8 @@ class Trainer:
         self.strategy = strategy or make_strategy(config.train.collective_timeout_seconds)
         self.chief = is_chief(self.strategy)
         train = config.train
-        if train.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        # Resolved once, recorded with the session: what the layers compute in on this machine.
+        self.precision = resolve_precision(requested_precision(train))
         self.unsupervised = train.mode == "unsupervised"
         keras.utils.set_random_seed(train.seed)
         with self.strategy.scope():
@@ -102,6 +104,7 @@ class Trainer:
         # Every worker resumes from the chief's checkpoint (a shared folder: the run directory).
         self.restored_from = tf.train.latest_checkpoint(self.path("checkpoints"))
         if self.restored_from:
+            self._check_precision_of_last_start()
             self.checkpoint.restore(self.restored_from).assert_existing_objects_matched()
         elif train.initial_weights:
             self._start_from(train.initial_weights)
@@ -116,20 +119,22 @@ class Trainer:
     def _build_models(self, random_vgg):
         """Models, the weight average and both optimizers, variables and slots created (call under the strategy scope)."""
         config, train = self.config, self.config.train
+        policy = self.precision.policy
         features = None
         if config.loss.perceptual_weight > 0:
-            features = build_vgg19_features(config.loss.vgg19_weights, random_weights=random_vgg)
+            features = build_vgg19_features(config.loss.vgg19_weights, random_weights=random_vgg, dtype_policy=policy)
         self.models = GANModels(
-            generator=generator_from_config(config, keras.config.dtype_policy()),
-            appearance_discriminator=discriminator_from_config(config.model, "appearance_discriminator", keras.config.dtype_policy()),
-            pose_discriminator=discriminator_from_config(config.model, "pose_discriminator", keras.config.dtype_policy()),
+            generator=generator_from_config(config, policy),
+            appearance_discriminator=discriminator_from_config(config.model, "appearance_discriminator", policy),
+            pose_discriminator=discriminator_from_config(config.model, "pose_discriminator", policy),
             features=features,
         )
         height, width = config.data.image_height, config.data.image_width
         self.models.appearance_discriminator(tf.zeros((1, height, width, 6)))
         self.models.pose_discriminator(tf.zeros((1, height, width, 3 + NUM_JOINTS)))
-        # The weight average: same structure and name, so its checkpoint keys are the generator's.
-        self.average_generator = generator_from_config(config, keras.config.dtype_policy()) if train.ema_decay > 0 else None
+        # The weight average: same structure and name, so its checkpoint keys are the generator's; float32, as
+        # the files it is saved to are run (a bfloat16 export is an export option, pnr_tf.export).
+        self.average_generator = generator_from_config(config) if train.ema_decay > 0 else None
         if self.average_generator is not None:
             self.average_generator.set_weights(self.models.generator.get_weights())
         self.optimizers = GANOptimizers(generator=self._optimizer("generator_optimizer"), discriminator=self._optimizer("discriminator_optimizer"))
@@ -166,10 +171,21 @@ class Trainer:
         if self.average_generator is not None:
             self.average_generator.set_weights(self.models.generator.get_weights())
 
+    def _check_precision_of_last_start(self):
+        """ConfigError when train.precision: auto resolved to float16 on the machine that wrote the checkpoint and
+        not here, or the other way round: float16's loss-scale variables are in the checkpoint or missing from it."""
+        sessions = self.path("sessions.jsonl")
+        last = json.loads(files.read_text(sessions).splitlines()[-1]) if files.is_file(sessions) else {}
+        before = last.get("precision")
+        if before is not None and (before == "mixed_float16") != self.precision.loss_scaling:
+            raise ConfigError(f"the run's checkpoint was written in {before} and this machine resolves train.precision to "
+                              f"{self.precision.policy}: float16's loss scaling changes what a checkpoint holds; set "
+                              f"train.precision: {before} to resume here")  # fmt: skip
+
     def _optimizer(self, name):
         train = self.config.train
         optimizer = keras.optimizers.Adam(train.learning_rate, beta_1=train.beta_1, beta_2=train.beta_2, name=name)
-        if train.mixed_precision:
+        if self.precision.loss_scaling:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
         return optimizer
 
@@ -338,6 +354,9 @@ class Trainer:
             "solver_requested": regression.solver,
             "solver": regression.resolved_solver,
             "solver_detail": describe_solver(regression.resolved_solver),
+            "precision_requested": requested_precision(self.config.train),
+            "precision": self.precision.policy,
+            "precision_reason": self.precision.reason,
             "num_replicas": self.strategy.num_replicas_in_sync,
             "devices": [device.name for device in tf.config.list_logical_devices()],
             "tensorflow": tf.__version__,
@@ -367,6 +386,7 @@ class Trainer:
         config = self.config
         record = self.session_record()
         print(f"regression solver: {record['solver_detail']}", file=sys.stderr)
+        print(f"precision: {self.precision.policy} ({self.precision.reason})", file=sys.stderr)
         if self.chief:
             files.write_text(self.path("config.yaml"), to_yaml(config))
             # One line per start (a run may resume on another machine): sessions.jsonl.

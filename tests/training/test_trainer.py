@@ -58,14 +58,31 @@ def test_missing_vgg19_weights_say_where_to_put_them(synthetic_root, tmp_path):
 
 
 def test_mixed_precision_step_keeps_the_regression_in_float32(synthetic_root, tmp_path):
-    try:
-        trainer = Trainer(tiny_training_config(synthetic_root, train={"mixed_precision": True}), tmp_path)
-        metrics = one_step(trainer)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    trainer = Trainer(tiny_training_config(synthetic_root, train={"mixed_precision": True, "precision": "auto"}), tmp_path)
+    metrics = one_step(trainer)
     assert all(np.isfinite(value) for value in metrics.values())
+    assert trainer.precision.policy == "mixed_float16"  # the older switch
     assert trainer.models.generator.appearance_encoder.compute_dtype == "float16"
     assert trainer.models.generator.regression.compute_dtype == "float32"
+    assert isinstance(trainer.optimizers.generator, keras.optimizers.LossScaleOptimizer)
+    assert keras.config.dtype_policy().name == "float32"  # nothing global was changed
+
+
+def test_a_bfloat16_step_computes_layers_in_bfloat16_and_keeps_regression_losses_and_average_in_float32(synthetic_root, tmp_path):
+    config = tiny_training_config(synthetic_root, train={"precision": "mixed_bfloat16"}, loss={"ssim_weight": 1.0, "mask_ssim_weight": 1.0})
+    trainer = Trainer(config, tmp_path)
+    metrics = one_step(trainer)
+    assert all(np.isfinite(value) for value in metrics.values()), metrics
+    generator = trainer.models.generator
+    assert [generator.appearance_encoder.compute_dtype, generator.pose_encoder.compute_dtype, generator.decoder.compute_dtype,
+            trainer.models.appearance_discriminator.compute_dtype] == ["bfloat16"] * 4  # fmt: skip
+    assert generator.regression.compute_dtype == "float32"
+    assert all(variable.dtype == "float32" for variable in generator.trainable_variables)  # weights stay float32
+    assert not isinstance(trainer.optimizers.generator, keras.optimizers.LossScaleOptimizer)  # bfloat16 has float32's range
+    # The weight average, which samples, validation and generator.keras use, computes in float32.
+    assert trainer.average_generator.appearance_encoder.compute_dtype == "float32"
+    record = trainer.session_record()
+    assert (record["precision_requested"], record["precision"], record["precision_reason"]) == ("mixed_bfloat16", "mixed_bfloat16", "as configured")
 
 
 def snapshot(trainer, metrics=None):
