@@ -68,7 +68,7 @@ def throughput(config_path, batch_sizes, steps, precisions=("float32",)):
                 trainer.train_step(next(iterator))
             seconds = (time.perf_counter() - start) / steps
             first = first or seconds
-            print(f"batch {batch_size:3d} {precision:>14s} ({trainer.precision.policy}): {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s"
+            print(f"batch {batch_size:3d} {precision:>14s} ({trainer.task.precision.policy}): {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s"
                   f"  {first / seconds:4.2f}x  (first step with tracing {trace_seconds:.1f} s)", flush=True)  # fmt: skip
 
 

@@ -99,6 +99,8 @@ class LossConfig:
     # 1 - SSIM of the whole generated and real target (pnr_tf.losses.ssim_loss without a mask): the
     # measure the field reports, background included. 0: the paper's losses.
     ssim_weight: float = 0.0
+    # false: no adversarial terms, and no discriminators built or checkpointed (reconstruction losses only).
+    adversarial: bool = True
     # The adversarial terms (and the discriminators' training) start after this many steps of
     # reconstruction only (L1, perceptual), then ramp linearly to their weights over the next
     # adversarial_ramp_steps. 0 and 0: the paper's schedule, adversarial from the first step.
@@ -379,7 +381,8 @@ def resume_changes(run_config, config):
 
     Raises ConfigError naming every key it may not: model.*, the data contract (image size, heatmap
     sigma, dataset convention, held-out fractions), train.seed when people are held out (it chose
-    them), and the switches that change what a checkpoint holds (float16's loss scaling, a weight average).
+    them), and the switches that change what a checkpoint holds (float16's loss scaling, a weight average,
+    dropping the discriminators; adding them starts them fresh).
     """
     before, now = to_dict(run_config), to_dict(config)
     changed = {f"{section}.{name}": (before[section][name], now[section][name])
@@ -389,7 +392,8 @@ def resume_changes(run_config, config):
     scaled = [requested_precision(train) == "mixed_float16" for train in (run_config.train, config.train)]
     refused = [key for key in changed if (key.startswith("model.") and key not in _INFERENCE_ONLY_KEYS) or key in _RUN_DATA_KEYS
                or (key in ("train.mixed_precision", "train.precision") and scaled[0] != scaled[1])
-               or (key == "train.seed" and holds_out) or (key == "train.ema_decay" and (0 in changed[key]))]  # fmt: skip
+               or (key == "train.seed" and holds_out) or (key == "train.ema_decay" and (0 in changed[key]))
+               or (key == "loss.adversarial" and changed[key] == (True, False))]  # fmt: skip
     if refused:
         described = "; ".join(f"{key}: {changed[key][0]!r} in the run, {changed[key][1]!r} now" for key in refused)
         raise ConfigError(

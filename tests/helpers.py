@@ -105,7 +105,7 @@ TINY_TRAINING = {
 
 # A loss section for tests whose subject is not the adversarial terms (files, signals, validation):
 # the discriminators' phase about doubles the training step's tracing, most of such a test's time.
-RECONSTRUCTION_ONLY = {"adversarial_warmup_steps": 100000}
+RECONSTRUCTION_ONLY = {"adversarial": False}
 
 
 def tiny_training_values(data_root=None, **sections):

@@ -19,8 +19,8 @@ from pnr_tf.export.__main__ import main as export_main
 from pnr_tf.train import main as train_main
 from pnr_tf.training import trainer as trainer_module
 from pnr_tf.training.run_directory import RunDirectoryBusyError
-from pnr_tf.training.trainer import Trainer
 from pnr_tf.training.run_directory import run_directory_lock
+from pnr_tf.training.trainer import Trainer
 from tests.helpers import tiny_training_config
 
 HEADER = "name:keypoints_y:keypoints_x\n"

@@ -22,15 +22,15 @@ from pnr_tf.training.perceptual import vgg_preprocess
 @dataclasses.dataclass
 class GANModels:
     generator: keras.Model
-    appearance_discriminator: keras.Model  # D_A: (image, source image), 6 channels
-    pose_discriminator: keras.Model  # D_P: (image, target pose), 3 + 18 channels
+    appearance_discriminator: typing.Optional[keras.Model] = None  # D_A: (image, source image), 6 channels
+    pose_discriminator: typing.Optional[keras.Model] = None  # D_P: (image, target pose), 3 + 18 channels
     features: typing.Optional[keras.Model] = None  # VGG19 relu1_2, None when perceptual_weight is 0
 
 
 @dataclasses.dataclass
 class GANOptimizers:
     generator: keras.optimizers.Optimizer
-    discriminator: keras.optimizers.Optimizer
+    discriminator: typing.Optional[keras.optimizers.Optimizer] = None  # None without the adversarial terms
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@
 """
 
 import contextlib
+import json
 import os
 import socket
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf.config import ConfigError
 from pnr_tf.config import load_config
 from pnr_tf.config import resume_changes
 
@@ -60,6 +62,16 @@ def run_directory_lock(output_dir):
         finally:
             lock.seek(0)
             lock.truncate()
+
+
+def check_resumed_precision(output_dir, precision):
+    """ConfigError when the run's last start resolved train.precision to float16 and this one does not, or the other
+    way round (auto on another machine): float16's loss-scale variables are in the checkpoint or missing from it."""
+    sessions = files.join(output_dir, "sessions.jsonl")
+    before = json.loads(files.read_text(sessions).splitlines()[-1]).get("precision") if files.is_file(sessions) else None
+    if before is not None and (before == "mixed_float16") != precision.loss_scaling:
+        raise ConfigError(f"the run's checkpoint was written in {before} and this machine resolves train.precision to {precision.policy}: "
+                          f"float16's loss scaling changes what a checkpoint holds; set train.precision: {before} to resume here")  # fmt: skip
 
 
 def changes_since_last_start(config, output_dir):

@@ -21,8 +21,9 @@ def learning_rate(train, step):
 
 
 def adversarial_scale(loss, step):
-    """Factor on the adversarial weights (``loss``: a LossConfig): 0 in warm-up, then a linear ramp to 1."""
-    if step < loss.adversarial_warmup_steps:
+    """Factor on the adversarial weights (``loss``: a LossConfig): 0 in warm-up (and throughout with the terms off),
+    then a linear ramp to 1."""
+    if not loss.adversarial or step < loss.adversarial_warmup_steps:
         return 0.0
     if loss.adversarial_ramp_steps == 0:
         return 1.0

@@ -39,9 +39,9 @@ def test_each_input_pipeline_reads_only_its_shard(synthetic_root, tmp_path):
     for index in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
         shards.append(set(samples.shard(2, index).target_paths))
-        batches = trainer.input_pipeline(samples, context).take(3 * len(samples) // 2)  # three epochs of this shard
+        batches = trainer.task.input_pipeline(samples, context).take(3 * len(samples) // 2)  # three epochs of this shard
         read.append({path.decode() for batch in batches for path in batch["target_path"].numpy()})
-        assert all(batch["target_image"].shape[0] == 2 for batch in trainer.input_pipeline(samples, context).take(2))  # per replica
+        assert all(batch["target_image"].shape[0] == 2 for batch in trainer.task.input_pipeline(samples, context).take(2))  # per replica
     assert read[0] <= shards[0] and read[1] <= shards[1] and read[0] and read[1]
     assert shards[0] | shards[1] == set(samples.target_paths)
     assert len(samples.shard(2, 0)) + len(samples.shard(2, 1)) == len(samples)

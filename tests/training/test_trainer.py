@@ -1,5 +1,6 @@
 """The GAN step and the driver on tiny models: each mode, outputs, resume equivalence, SIGTERM."""
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import pnr_tf  # noqa: F401  (registers the layers for load_model)
+from pnr_tf.config import ConfigError
 from pnr_tf.training import schedule
 from pnr_tf.training.run_splits import load_samples
 from pnr_tf.training.trainer import Trainer
@@ -36,13 +38,13 @@ def test_unsupervised_step_reconstructs_the_source_without_the_appearance_discri
         synthetic_root, train={"mode": "unsupervised", "row_keep_probability": 0.5}, loss={"gan_appearance_weight": 0.0}
     )
     trainer = Trainer(config, tmp_path)
-    appearance_before = weights(trainer.models.appearance_discriminator)
-    generator_before = weights(trainer.models.generator)
+    appearance_before = weights(trainer.task.models.appearance_discriminator)
+    generator_before = weights(trainer.task.models.generator)
     metrics = one_step(trainer)
     assert set(metrics) == {"l1", "gan_pose", "generator_total", "discriminator_pose"}
     assert all(np.isfinite(value) for value in metrics.values())
-    assert not changed(appearance_before, weights(trainer.models.appearance_discriminator))
-    assert changed(generator_before, weights(trainer.models.generator))
+    assert not changed(appearance_before, weights(trainer.task.models.appearance_discriminator))
+    assert changed(generator_before, weights(trainer.task.models.generator))
 
 
 def test_perceptual_term_with_a_randomly_initialised_vgg19(synthetic_root, tmp_path):
@@ -61,10 +63,10 @@ def test_mixed_precision_step_keeps_the_regression_in_float32(synthetic_root, tm
     trainer = Trainer(tiny_training_config(synthetic_root, train={"mixed_precision": True, "precision": "auto"}), tmp_path)
     metrics = one_step(trainer)
     assert all(np.isfinite(value) for value in metrics.values())
-    assert trainer.precision.policy == "mixed_float16"  # the older switch
-    assert trainer.models.generator.appearance_encoder.compute_dtype == "float16"
-    assert trainer.models.generator.regression.compute_dtype == "float32"
-    assert isinstance(trainer.optimizers.generator, keras.optimizers.LossScaleOptimizer)
+    assert trainer.task.precision.policy == "mixed_float16"  # the older switch
+    assert trainer.task.models.generator.appearance_encoder.compute_dtype == "float16"
+    assert trainer.task.models.generator.regression.compute_dtype == "float32"
+    assert isinstance(trainer.task.optimizers.generator, keras.optimizers.LossScaleOptimizer)
     assert keras.config.dtype_policy().name == "float32"  # nothing global was changed
 
 
@@ -73,26 +75,26 @@ def test_a_bfloat16_step_computes_layers_in_bfloat16_and_keeps_regression_losses
     trainer = Trainer(config, tmp_path)
     metrics = one_step(trainer)
     assert all(np.isfinite(value) for value in metrics.values()), metrics
-    generator = trainer.models.generator
+    generator = trainer.task.models.generator
     assert [generator.appearance_encoder.compute_dtype, generator.pose_encoder.compute_dtype, generator.decoder.compute_dtype,
-            trainer.models.appearance_discriminator.compute_dtype] == ["bfloat16"] * 4  # fmt: skip
+            trainer.task.models.appearance_discriminator.compute_dtype] == ["bfloat16"] * 4  # fmt: skip
     assert generator.regression.compute_dtype == "float32"
     assert all(variable.dtype == "float32" for variable in generator.trainable_variables)  # weights stay float32
-    assert not isinstance(trainer.optimizers.generator, keras.optimizers.LossScaleOptimizer)  # bfloat16 has float32's range
+    assert not isinstance(trainer.task.optimizers.generator, keras.optimizers.LossScaleOptimizer)  # bfloat16 has float32's range
     # The weight average, which samples, validation and generator.keras use, computes in float32.
-    assert trainer.average_generator.appearance_encoder.compute_dtype == "float32"
+    assert trainer.task.average_generator.appearance_encoder.compute_dtype == "float32"
     record = trainer.session_record()
     assert (record["precision_requested"], record["precision"], record["precision_reason"]) == ("mixed_bfloat16", "mixed_bfloat16", "as configured")
 
 
 def snapshot(trainer, metrics=None):
-    generator = trainer.models.generator
+    generator = trainer.task.models.generator
     return SimpleNamespace(
         metrics=metrics, step=trainer.step,
-        weights=[weights(model) for model in (generator, trainer.models.appearance_discriminator, trainer.models.pose_discriminator)],
-        average=weights(trainer.average_generator),
+        weights=[weights(model) for model in (generator, trainer.task.models.appearance_discriminator, trainer.task.models.pose_discriminator)],
+        average=weights(trainer.task.average_generator),
         statistics=[np.array(variable) for variable in generator.non_trainable_variables],
-        average_statistics=[np.array(variable) for variable in trainer.average_generator.non_trainable_variables],
+        average_statistics=[np.array(variable) for variable in trainer.task.average_generator.non_trainable_variables],
     )  # fmt: skip
 
 
@@ -157,7 +159,7 @@ def test_the_weight_average_follows_its_formula(five_steps):
         else:
             np.testing.assert_array_equal(average, now)
     assert any(not np.array_equal(a, b) for a, b in zip(history[1].statistics, history[2].statistics))
-    assert five_steps.trainer.inference_generator is five_steps.trainer.average_generator
+    assert five_steps.trainer.task.inference_generator is five_steps.trainer.task.average_generator
 
 
 def test_validation_during_training_matches_evaluate_and_keeps_the_best_and_latest(synthetic_root, tmp_path):
@@ -278,3 +280,23 @@ def test_mirror_pairs_add_training_people_and_single_photo_people_never_held_out
     ]
     with pytest.raises(Exception, match="mirror_pairs"):
         tiny_training_config(root, data={"mirror_pairs": True}, train={"mode": "unsupervised"})
+
+
+def test_without_the_adversarial_terms_no_discriminator_is_built_or_checkpointed_and_a_resume_may_add_them(synthetic_root, tmp_path):
+    config = tiny_training_config(synthetic_root, loss={"adversarial": False}, train={"num_steps": 1})
+    trainer = Trainer(config, tmp_path)
+    assert trainer.task.models.appearance_discriminator is None and trainer.task.optimizers.discriminator is None
+    trainer.fit()
+    stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))}
+    assert "generator" in stored and not stored & {"appearance_discriminator", "pose_discriminator", "discriminator_optimizer"}
+    # Adding them on a resume starts the discriminators fresh and trains them from there.
+    later = dataclasses.replace(config, loss=dataclasses.replace(config.loss, adversarial=True), train=dataclasses.replace(config.train, num_steps=2))
+    resumed = Trainer(later, tmp_path)
+    assert resumed.step == 1 and resumed.task.models.pose_discriminator is not None
+    initial = weights(resumed.task.models.pose_discriminator)
+    resumed.fit()
+    assert resumed.step == 2 and changed(initial, weights(resumed.task.models.pose_discriminator))
+    assert "pose_discriminator" in {name.split("/", 1)[0] for name, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))}
+    # Dropping them from a run that has them would lose their training: refused.
+    with pytest.raises(ConfigError, match="loss.adversarial: True in the run, False now"):
+        Trainer(dataclasses.replace(later, loss=config.loss), tmp_path)

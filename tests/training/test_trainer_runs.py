@@ -92,9 +92,9 @@ def test_two_plus_two_steps_equal_four_steps(four_step_run, tmp_path):
     assert resumed.step == 4
     straight = four_step_run.trainer
     for model in ("generator", "appearance_discriminator", "pose_discriminator"):
-        for expected, actual in zip(weights(getattr(straight.models, model)), weights(getattr(resumed.models, model))):
+        for expected, actual in zip(weights(getattr(straight.task.models, model)), weights(getattr(resumed.task.models, model))):
             np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-4)
-    for expected, actual in zip(straight.models.generator.non_trainable_variables, resumed.models.generator.non_trainable_variables):
+    for expected, actual in zip(straight.task.models.generator.non_trainable_variables, resumed.task.models.generator.non_trainable_variables):
         np.testing.assert_allclose(np.array(actual), np.array(expected), atol=1e-5, rtol=1e-4)
 
 
@@ -105,7 +105,7 @@ def test_sigterm_mid_run_leaves_a_checkpoint_that_resumes(synthetic_root, tmp_pa
         "--set", f"data.root={synthetic_root}", "--set", "model.base_filters=4", "--set", "model.num_encoder_blocks=1",
         "--set", "model.num_decoder_blocks=1", "--set", "model.pose_dim=4", "--set", "model.num_iterations=2",
         "--set", "model.discriminator_filters=4", "--set", "model.discriminator_blocks=1", "--set", "loss.perceptual_weight=0",
-        "--set", "train.batch_size=2", "--set", f"loss.adversarial_warmup_steps={RECONSTRUCTION_ONLY['adversarial_warmup_steps']}",
+        "--set", "train.batch_size=2", "--set", "loss.adversarial=false",
         "--set", "train.log_every=1", "--set", "train.checkpoint_every=1000", "--set", "train.sample_every=1000",
     ]  # fmt: skip
     environment = dict(os.environ, PYTHONPATH=str(REPOSITORY))
@@ -162,7 +162,7 @@ def test_sigkill_during_checkpointing_leaves_the_latest_checkpoint_restorable(sy
 def test_a_non_finite_loss_stops_training_naming_the_step_and_saves_nothing_of_it(synthetic_root, tmp_path):
     config = tiny_training_config(synthetic_root, loss=RECONSTRUCTION_ONLY, train={"num_steps": 5, "checkpoint_every": 1, "sample_every": 100})
     trainer = Trainer(config, tmp_path)
-    decoder_kernel = trainer.models.generator.decoder.to_image.kernel
+    decoder_kernel = trainer.task.models.generator.decoder.to_image.kernel
     decoder_kernel.assign(np.full(decoder_kernel.shape, np.nan, np.float32))  # every generated pixel NaN
     with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1 \(.*l1=nan.*\); nothing of this step was saved"):
         trainer.fit()
@@ -202,7 +202,7 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
     assert resumed.step == 4
     assert resumed.config_changes == {"train.num_steps": (4, 6), "train.learning_rate": (four_step_run.config.train.learning_rate, 0.001),
                                       "model.test_time_mirror": (False, True)}  # fmt: skip
-    assert resumed.inference_generator.contract.test_time_mirror is True
+    assert resumed.task.inference_generator.contract.test_time_mirror is True
     record = json.loads(json.dumps(resumed.session_record()))
     assert record["config_changes"] == {"train.num_steps": [4, 6], "train.learning_rate": [four_step_run.config.train.learning_rate, 0.001],
                                         "model.test_time_mirror": [False, True]}  # fmt: skip
@@ -224,22 +224,22 @@ def test_a_new_run_starts_from_initial_weights_and_a_resume_ignores_them(four_st
     floats = [index for index, variable in enumerate(trained.variables) if "float" in str(variable.dtype)]
     integers = [index for index in range(len(trained.variables)) if index not in floats]
     assert floats and integers  # weights and batch-norm statistics; the row-dropout RNG state
-    for model in (started.models.generator, started.average_generator):
+    for model in (started.task.models.generator, started.task.average_generator):
         for index in floats:
             np.testing.assert_array_equal(np.array(model.variables[index]), np.array(trained.variables[index]))
         for index in integers:  # this run's seeded state, not the trained run's
-            np.testing.assert_array_equal(np.array(model.variables[index]), np.array(fresh.models.generator.variables[index]))
+            np.testing.assert_array_equal(np.array(model.variables[index]), np.array(fresh.task.models.generator.variables[index]))
     # The discriminators start as a new run's would.
-    for expected, actual in zip(weights(fresh.models.pose_discriminator), weights(started.models.pose_discriminator)):
+    for expected, actual in zip(weights(fresh.task.models.pose_discriminator), weights(started.task.models.pose_discriminator)):
         np.testing.assert_array_equal(actual, expected)
-    assert not np.allclose(weights(fresh.models.generator)[0], weights(started.models.generator)[0])
+    assert not np.allclose(weights(fresh.task.models.generator)[0], weights(started.task.models.generator)[0])
 
     # A resume continues its checkpoint and never reads initial_weights.
     resumed_run = tmp_path / "resumed"
     shutil.copytree(four_step_run.output, resumed_run)
     resumed = Trainer(with_initial_weights(tmp_path / "no such model"), resumed_run)
     assert resumed.step == 4
-    for expected, actual in zip(weights(four_step_run.trainer.models.generator), weights(resumed.models.generator)):
+    for expected, actual in zip(weights(four_step_run.trainer.task.models.generator), weights(resumed.task.models.generator)):
         np.testing.assert_array_equal(actual, expected)
     capsys.readouterr()
     resumed._start(None)

@@ -44,12 +44,12 @@ for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     for key, value in trainer.train_step(next(iter(trainer.dataset(load_samples(config), 0)))).items():
         arrays[f"{name}_metric_{key}"] = np.array(value)
     for role in ("generator", "discriminator"):
-        optimizer = getattr(trainer.optimizers, role)
+        optimizer = getattr(trainer.task.optimizers, role)
         assert int(optimizer.iterations.numpy()) == 1, f"the step must be the {role} optimizer's first update"
         for kind in ("momentum", "velocity"):
             for index, value in enumerate(slots(optimizer, kind)):
                 arrays[f"{name}_{kind}_{role}_{index}"] = value
-    arrays[f"{name}_beta"] = np.array([trainer.optimizers.generator.beta_1, trainer.optimizers.generator.beta_2])
+    arrays[f"{name}_beta"] = np.array([trainer.task.optimizers.generator.beta_1, trainer.task.optimizers.generator.beta_2])
 
 strategy = trainer.strategy  # the two-device one: a second strategy on the same devices reuses collective keys
 batch = np.random.default_rng(0).normal(3.0, 2.0, (4, 5, 3, 2)).astype(np.float32)
