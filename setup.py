@@ -18,7 +18,8 @@ setup(
     packages=find_packages(include=["pnr_tf", "pnr_tf.*"]),
     # The fused regression kernel ships as source: it is compiled against the installed
     # TensorFlow on first use (pnr_tf/ops/packed_cholesky.py).
-    package_data={"pnr_tf.ops": ["kernels/*.cc"], "pnr_tf.app": ["page.html"]},
+    package_data={"pnr_tf.ops": ["kernels/*.cc"], "pnr_tf.app": ["page.html"],
+                  "pnr_tf.pretrained": ["generator.keras", "config.yaml", "MODEL_CARD.md", "split/*.csv"]},
     python_requires=">=3.10",
     install_requires=requirements,
 )

@@ -49,6 +49,9 @@ class DataConfig:
     mirror_pairs: bool = False
     # When root has no annotation file and synthetic is true, the built-in dataset is written there.
     synthetic: bool = False
+    # When root has no annotation file: the Market and DeepFashion samples under this folder (../shared/data),
+    # framed at the image size as prepare frames a photo, are written there (pnr_tf.data.real_people).
+    real_people_from: str = ""
     synthetic_identities: int = 40
     synthetic_images_per_identity: int = 8
 
@@ -355,8 +358,8 @@ def load_config(path=None, overrides=()):
 def check_data_paths(config, mode=None):
     """Raises ConfigError naming the key when a data path the run needs is missing."""
     mode = mode or config.train.mode
-    if config.data.synthetic and not files.is_file(config.data.path(config.data.annotation_file)):
-        return  # the built-in dataset will be written there
+    if (config.data.synthetic or config.data.real_people_from) and not files.is_file(config.data.path(config.data.annotation_file)):
+        return  # the dataset will be written there
     needed = [("data.annotation_file", config.data.annotation_file), ("data.image_dir", config.data.image_dir)]
     if mode == "supervised":
         needed.append(("data.pairs_file", config.data.pairs_file))

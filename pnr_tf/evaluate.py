@@ -40,7 +40,8 @@ def build_parser():
         prog="python -m pnr_tf.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
+    what.add_argument("--model", help="generator .keras file, training run directory (even one stopped midway), checkpoint, or pretrained "
+                                        "(the generator that ships with pnr_tf)")
     what.add_argument("--images", help="folder of another method's outputs: {from}___{to}_vis.png strips or {from}___{to}.png")
     what.add_argument("--baseline", choices=BASELINES, help="score a trivial baseline as the method (every report shows both)")
     parser.add_argument("--data-root", default=None, help="dataset folder (default: the run's data.root, else data/synthetic)")

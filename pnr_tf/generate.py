@@ -1,7 +1,7 @@
 """`python -m pnr_tf.generate`: draw the person of one or more photos in another pose.
 
     # any photos: keypoints estimated (BlazePose, fetched from PyPI once: python -m pnr_tf.pose.fetch)
-    python -m pnr_tf.generate --model runs/quickstart --source my_photo.jpg --target-pose-of other_photo.jpg --out out.png
+    python -m pnr_tf.generate --source my_photo.jpg --target-pose-of other_photo.jpg --out out.png   # the pretrained generator
     # keypoints of the photos and of the target pose from an annotation file, by image name
     python -m pnr_tf.generate --model runs/quickstart --annotations data/synthetic/annotations.csv \\
         --source data/synthetic/images/0033_c1s1_000000_00.jpg --target-pose-of 0033_c2s1_000001_00.jpg --out out.png
@@ -26,13 +26,15 @@ from pnr_tf.generation import GenerationJob
 from pnr_tf.generation import describe_written
 from pnr_tf.generation import run_generation
 from pnr_tf.pose.models import PoseModelsUnavailableError
+from pnr_tf.pretrained import MODEL_HELP
+from pnr_tf.pretrained import chosen_model
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m pnr_tf.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--source", action="append", required=True, help="a photo of the person (repeat for multi-shot)")
     parser.add_argument("--source-keypoints", action="append", default=[], help="JSON keypoints of each --source, in order")
     parser.add_argument("--annotations", default=None, help="annotation file giving keypoints by image name")
@@ -53,7 +55,7 @@ def main(argv=None):
     parser = build_parser()
     arguments = parser.parse_args(argv)
     job = GenerationJob(
-        model=arguments.model, sources=arguments.source, out=arguments.out, source_keypoints=arguments.source_keypoints,
+        model=chosen_model(arguments.model), sources=arguments.source, out=arguments.out, source_keypoints=arguments.source_keypoints,
         annotations=arguments.annotations, target_keypoints=arguments.target_keypoints, target_pose_of=arguments.target_pose_of,
         pose_sequence=arguments.pose_sequence, fps=arguments.fps, grid=arguments.grid, framed=arguments.framed,
     )  # fmt: skip

@@ -13,6 +13,7 @@ user gave is overwritten.
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,8 @@ from pnr_tf.files import same_file
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.inference import fit_photo
 from pnr_tf.inference import frame_person
+from pnr_tf.inference import unseen_body_parts
+from pnr_tf.inference import unseen_parts_warning
 from pnr_tf.pose import PoseEstimator
 from pnr_tf.pose import paste_back
 from pnr_tf.visualize import draw_pose
@@ -190,6 +193,9 @@ def run_generation(job):
         targets += pose_sequence(job.pose_sequence, photos[0], model.image_size)
     source_images = np.stack([source.image for source in sources])
     source_keypoints = np.stack([source.keypoints for source in sources])
+    unseen = sorted({part for target in targets for part in unseen_body_parts(source_keypoints, target, model.image_size)})
+    if unseen:
+        print(f"warning: {unseen_parts_warning(unseen)}", file=sys.stderr)
     # The person is encoded once, then drawn in every pose (pnr_tf.inference: encode / render).
     frames = model.render(model.encode(source_images, source_keypoints), np.stack(targets))
 

@@ -89,6 +89,27 @@ def pose_problems(source_keypoints, target_keypoints, image_size):
     return problems
 
 
+# Body parts a photo may leave out (a half-length shot shows no ankles); their joints (pnr_tf.conventions.JOINT_NAMES).
+BODY_PARTS = {"knees": (9, 12), "ankles": (10, 13), "elbows": (3, 6), "wrists": (4, 7)}
+
+
+def unseen_body_parts(source_keypoints, target_keypoints, image_size):
+    """Names of the body parts (BODY_PARTS) the target pose shows and no source photo does: the model draws them
+    from what it learned, not from the person. source_keypoints (M, 18, 2), target_keypoints (18, 2)."""
+    with np.errstate(invalid="ignore"):
+        seen = visible_joints(np.asarray(source_keypoints, np.float32), image_size).any(axis=0)
+        wanted = visible_joints(np.asarray(target_keypoints, np.float32), image_size)
+    return [part for part, joints in BODY_PARTS.items() if wanted[list(joints)].any() and not seen[list(joints)].any()]
+
+
+def unseen_parts_warning(parts):
+    """The one-line warning for ``unseen_body_parts``' answer, or None."""
+    if not parts:
+        return None
+    return (f"no source photo shows the {' or '.join(parts)} that the target pose has: they are drawn from what the model "
+            "learned, not from the person (a photo that shows them helps)")  # fmt: skip
+
+
 def fit_photo(photo, keypoints, image_size):
     """A photo of any size resized to the model's, its keypoints moved alike (``pnr_tf.conventions``: pixel centres kept)."""
     height, width = image_size

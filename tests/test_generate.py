@@ -204,3 +204,29 @@ def test_outputs_never_overwrite_inputs_and_bad_files_are_one_line(tiny_model_ru
         generate_main(["--model", str(run_dir), "--source", str(tmp_path / "clip_001.png"), "--source-keypoints", str(tmp_path / "me.json"),
                        "--pose-sequence", str(tmp_path / "walk.json"), "--out", str(tmp_path / "clip.png")])  # fmt: skip
     assert exit_info.value.code == 2 and "frame 1 " in capsys.readouterr().err and not (tmp_path / "clip_000.png").exists()
+
+
+def test_without_model_the_pretrained_generator_is_used_and_named(tiny_model_run, synthetic_root, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from pnr_tf import pretrained
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    shutil.copy(tiny_model_run[0] / "generator.keras", folder / "generator.keras")
+    monkeypatch.setattr(pretrained, "FOLDER", folder)
+    monkeypatch.setattr(pretrained, "GENERATOR", folder / "generator.keras")
+    source, target = read_pairs(synthetic_root / "pairs-test.csv")[0]
+    arguments = ["--annotations", str(synthetic_root / "annotations.csv"), "--source", str(synthetic_root / "images" / source),
+                 "--target-pose-of", target, "--out", str(tmp_path / "out.png")]  # fmt: skip
+    assert generate_main(arguments) == 0
+    assert "using the pretrained real-people generator" in capsys.readouterr().err
+    assert generate_main(["--model", "pretrained", *arguments[:-1], str(tmp_path / "named.png")]) == 0
+    assert "using the pretrained" not in capsys.readouterr().err  # named explicitly: no notice
+    assert read_rgb(tmp_path / "named.png").tolist() == read_rgb(tmp_path / "out.png").tolist()
+    # An installation without it says so in one line.
+    monkeypatch.setattr(pretrained, "GENERATOR", tmp_path / "absent" / "generator.keras")
+    with pytest.raises(SystemExit) as exit_info:
+        generate_main(arguments)
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and error.startswith("error: the pretrained generator is not in this installation")

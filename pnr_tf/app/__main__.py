@@ -1,5 +1,6 @@
 """`python -m pnr_tf.app`: serve the pose-transfer page on this machine.
 
+    python -m pnr_tf.app                      # the pretrained generator
     python -m pnr_tf.app --model runs/quickstart
     python -m pnr_tf.app --model runs/lad --poses /data/market/market-annotation-test.csv --port 8080
 
@@ -21,11 +22,13 @@ from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.pose import PoseEstimator
 from pnr_tf.pose.models import PoseModelsUnavailableError
+from pnr_tf.pretrained import MODEL_HELP
+from pnr_tf.pretrained import chosen_model
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pnr_tf.app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="generator .keras file, training run directory or checkpoint")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--poses", default=None, help="annotation file of images of the model's size, for the pose gallery")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only). 0.0.0.0 exposes the page, which has "
@@ -37,7 +40,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
 
     try:
-        model = PoseTransfer.load(arguments.model)
+        model = PoseTransfer.load(chosen_model(arguments.model))
         poses = annotated_poses(arguments.poses, model.image_size) if arguments.poses else None
         if arguments.poses and not poses:
             raise ValueError(f"{arguments.poses} holds no pose with a torso inside a {model.image_size[0]} x {model.image_size[1]} image")

@@ -23,6 +23,8 @@ from pnr_tf.images import ImageTooLargeError
 from pnr_tf.images import decode_rgb
 from pnr_tf.inference import InvalidPoseError
 from pnr_tf.inference import frame_person
+from pnr_tf.inference import unseen_body_parts
+from pnr_tf.inference import unseen_parts_warning
 from pnr_tf.pose import PoseEstimationError
 from pnr_tf.visualize import SKELETON
 from pnr_tf.visualize import draw_pose
@@ -162,8 +164,10 @@ class PageService:
             )[0]
         except InvalidPoseError as error:
             raise RequestError(422, str(error).split(": ", 1)[-1]) from None
+        warning = unseen_parts_warning(unseen_body_parts(np.stack([crop.keypoints for crop in framed]), target, self.model.image_size))
         return {
             "image": encode_png(image),
+            "warnings": [warning] if warning else [],
             "sources": [{"image": encode_png(draw_pose(crop.image, crop.keypoints)), "keypoints": as_list(crop.keypoints)} for crop in framed],
             "target_keypoints": as_list(target),
         }

@@ -10,6 +10,7 @@ convention (default: guessed from the names).
 """
 
 import argparse
+
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.annotations import write_tuples

@@ -1,4 +1,4 @@
-"""A folder of photos -> a dataset in the field's formats, keypoints estimated: what ``python -m pnr_tf.data.prepare`` does.
+"""A folder of photos -> a dataset in the field's formats, keypoints estimated: what ``python -m pnr_tf.prepare`` does.
 
 Input: one folder per person (the folder's name is the identity), or a flat folder whose file names
 follow the Market (``0001_c1s1_...``) or DeepFashion (``<item>_<view>``) convention. JPEG, PNG,
@@ -192,29 +192,40 @@ def held_out(identity, seed, fraction):
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def frame(photo, estimator, image_size, name):
-    """(crop of image_size, its keypoints) of the one person in a photo, or PreparationDrop saying why not."""
-    pose = estimator.estimate(photo, name)
-    if len(pose.relative_sizes) > 1 and pose.relative_sizes[1] >= SIMILAR_SIZE:
-        raise PreparationDrop("several people")
+def frame(photo, keypoints, image_size, estimate=None):
+    """(crop of image_size, its keypoints) of the person whose keypoints (photo pixels) are given, or PreparationDrop.
+
+    A photo of the dataset's shape that the person fills is only resized; any other is cut around the
+    person with Market's margins (``pnr_tf.pose.crop_person``). ``estimate(image)``, when given, reads
+    the keypoints of the cut-out person again (BlazePose places joints best on a framed crop);
+    otherwise they move with the pixels.
+    """
     height, width = photo.shape[:2]
     same_shape = abs(height / width - image_size[0] / image_size[1]) < 0.02
-    visible = pose.keypoints[visible_joints(pose.keypoints, (height, width))]
+    visible = keypoints[visible_joints(keypoints, (height, width))]
     fills = len(visible) and np.ptp(visible[:, 0]) >= 0.6 * height
     if same_shape and fills:  # already framed as the dataset's crops: resized only, keypoints alike
         image = cv2.resize(photo, image_size[::-1], interpolation=cv2.INTER_AREA if height > image_size[0] else cv2.INTER_LINEAR)
-        return image, resize_keypoints(pose.keypoints, (height, width), image_size)
-    crop = crop_person(photo, pose.keypoints, image_size)
+        return image, resize_keypoints(keypoints, (height, width), image_size)
+    crop = crop_person(photo, keypoints, image_size)
     if crop.box[2] < SMALLEST_PERSON * image_size[0]:
         raise PreparationDrop("too small")
-    return crop.image, estimator.estimate(crop.image, name).keypoints  # the crop read whole: the accurate path
+    return crop.image, (crop.keypoints if estimate is None else estimate(crop.image))
+
+
+def estimated_frame(photo, estimator, image_size, name):
+    """``frame`` with keypoints estimated, or PreparationDrop when the photo shows several people of similar size."""
+    pose = estimator.estimate(photo, name)
+    if len(pose.relative_sizes) > 1 and pose.relative_sizes[1] >= SIMILAR_SIZE:
+        raise PreparationDrop("several people")
+    return frame(photo, pose.keypoints, image_size, lambda crop: estimator.estimate(crop, name).keypoints)
 
 
 class PreparationDrop(Exception):
     """A photo left out of the dataset; the message is the reason."""
 
 
-def _annotation_keypoints(keypoints, image_size):
+def annotation_keypoints(keypoints, image_size):
     """Rounded to pixels (the file holds integers), inside the image, -1 where missing."""
     with np.errstate(invalid="ignore"):
         rounded = np.round(np.asarray(keypoints, np.float64))
@@ -301,8 +312,8 @@ def prepare(job, estimator=None):
         try:
             if Path(relative).suffix.lower() not in PHOTO_SUFFIXES:
                 raise PreparationDrop("unreadable")
-            image, keypoints = frame(read_rgb(Path(job.photos) / relative), estimator, job.size, relative)
-            points = _annotation_keypoints(keypoints, job.size)
+            image, keypoints = estimated_frame(read_rgb(Path(job.photos) / relative), estimator, job.size, relative)
+            points = annotation_keypoints(keypoints, job.size)
             if not has_torso(points):
                 raise PreparationDrop("no torso")
             write_rgb(images_dir / name, image)

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf.conventions import from_pixels
-from pnr_tf.pretrained import find_weights
+from pnr_tf.imagenet_weights import find_weights
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"  # Keras' InceptionV3 with its top
 INPUT_SIZE = 299

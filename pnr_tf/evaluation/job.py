@@ -15,6 +15,7 @@ import dataclasses
 import sys
 
 from pnr_tf import files
+from pnr_tf import pretrained
 from pnr_tf.config import load_config
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
@@ -146,7 +147,8 @@ def run_evaluation(job):
     if not files.is_file(annotation_path):
         raise FileNotFoundError(f"annotation file {annotation_path} does not exist (set --data-root / --annotations)")
     annotations = read_annotations(annotation_path)
-    out_dir = job.out or (files.join(run.directory, "evaluation") if job.model else "evaluation")
+    # Beside the run, except for the generator that ships with the package: nothing is written into an installation.
+    out_dir = job.out or (files.join(run.directory, "evaluation") if job.model and job.model != pretrained.NAME else "evaluation")
     if job.dataset != "auto":
         dataset = convention(job.dataset)
     else:

@@ -26,13 +26,15 @@ from pnr_tf.export.job import FORMATS
 from pnr_tf.export.job import ExportJob
 from pnr_tf.export.job import run_export
 from pnr_tf.export.tflite import QUANTIZATIONS
+from pnr_tf.pretrained import MODEL_HELP
+from pnr_tf.pretrained import chosen_model
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m pnr_tf.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="generator .keras file, training run directory (even one stopped midway) or checkpoint")
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")
@@ -55,6 +57,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    arguments.model = chosen_model(arguments.model)
     try:
         path = run_export(ExportJob(**vars(arguments)))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:

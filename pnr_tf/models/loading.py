@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf import pretrained
 from pnr_tf.config import load_config
 from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.generator import PNRGenerator
@@ -27,7 +28,10 @@ class ModelLocation:
 
 
 def locate_model(path):
-    """A .keras file, a run directory, a checkpoints folder or a checkpoint prefix -> ModelLocation."""
+    """A .keras file, a run directory, a checkpoints folder, a checkpoint prefix or "pretrained" (the generator that
+    ships with pnr_tf, ``pnr_tf.pretrained``) -> ModelLocation."""
+    if str(path) == pretrained.NAME:
+        path = str(pretrained.folder())
     path = str(path).rstrip("/")
     # A checkpoint prefix first: in-memory file systems report any prefix of a file as a folder.
     if files.is_file(f"{path}.index"):

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from pnr_tf.conventions import pixel_levels
-from pnr_tf.pretrained import find_weights
+from pnr_tf.imagenet_weights import find_weights
 
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FEATURE_LAYER = "block1_conv2"  # relu1_2: Keras fuses the ReLU into the convolution

@@ -22,6 +22,7 @@ from pnr_tf.data.pipeline import build_sample_set
 from pnr_tf.data.pipeline import mirror_pair_samples
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
+from pnr_tf.data.real_people import assemble_real_people
 from pnr_tf.data.synthetic import write_synthetic_dataset
 
 
@@ -33,6 +34,9 @@ def prepare_data(config):
         write_synthetic_dataset(data.root, data.synthetic_identities, data.synthetic_images_per_identity, seed=config.train.seed,
                                 dataset=data.dataset)  # fmt: skip
         print(f"wrote the built-in synthetic dataset to {data.root}", file=sys.stderr)
+    if data.real_people_from and not files.is_file(data.path(data.annotation_file)):
+        assemble_real_people(data.real_people_from, data.root, (data.image_height, data.image_width), seed=config.train.seed)
+        print(f"wrote the real people of {data.real_people_from}, framed, to {data.root}", file=sys.stderr)
     check_data_paths(config)
 
 

@@ -1,4 +1,4 @@
-"""`python -m pnr_tf.data.prepare` on real photos: the DeepFashion subset regrouped as one folder per item.
+"""`python -m pnr_tf.prepare` on real photos: the DeepFashion subset regrouped as one folder per item.
 
 Needs ../shared/data (research-only data; skipped without it) and the BlazePose models (python -m
 pnr_tf.pose.fetch; skipped without them).
@@ -14,9 +14,9 @@ import pytest
 
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
-from pnr_tf.data.prepare import main as prepare_main
 from pnr_tf.evaluate import main as evaluate_main
 from pnr_tf.pose import models as pose_models
+from pnr_tf.prepare import main as prepare_main
 from pnr_tf.train import main as train_main
 from pnr_tf.visualize import read_rgb
 from pnr_tf.visualize import write_rgb

@@ -4,7 +4,6 @@ and independent of BlazePose; tests/data/test_prepare.py runs the real one on re
 
 import csv
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +14,11 @@ from hypothesis import strategies as st
 
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
-from pnr_tf.data.prepare import main as prepare_main
 from pnr_tf.data.preparation import PreparationJob
 from pnr_tf.data.preparation import prepare
 from pnr_tf.pose import PersonPose
 from pnr_tf.pose import PoseEstimationError
+from pnr_tf.prepare import main as prepare_main
 from pnr_tf.visualize import read_rgb
 from pnr_tf.visualize import write_rgb
 

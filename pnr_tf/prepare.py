@@ -1,7 +1,8 @@
-"""`python -m pnr_tf.data.prepare PHOTOS --out DATA`: your own photos -> a dataset to train on, no OpenPose needed.
+"""`python -m pnr_tf.prepare PHOTOS --out DATA`: your own photos -> a dataset to train on, no OpenPose needed.
 
-    python -m pnr_tf.data.prepare my_photos --out data/mine                       # Market's 128 x 64 crops
-    python -m pnr_tf.data.prepare my_photos --out data/mine --dataset deepfashion  # 256 x 176
+    python -m pnr_tf.prepare my_photos --out data/mine                       # Market's 128 x 64 crops
+    python -m pnr_tf.prepare my_photos --out data/mine --dataset deepfashion  # 256 x 176
+    python -m pnr_tf.prepare my_photos --out data/mine --model pretrained     # the pretrained generator's size
     python -m pnr_tf.train --config configs/custom_cpu.yaml --set data.root=data/mine
     python -m pnr_tf.evaluate --model runs/custom_cpu --no-inception
 
@@ -21,6 +22,7 @@ import sys
 from pnr_tf.data.datasets import DATASETS
 from pnr_tf.data.preparation import PreparationJob
 from pnr_tf.data.preparation import prepare
+from pnr_tf.models.loading import load_generator
 from pnr_tf.pose.models import PoseModelsUnavailableError
 
 
@@ -35,16 +37,22 @@ def image_size(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pnr_tf.data.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pnr_tf.prepare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", help="folder of photos: one subfolder per person, or names following --dataset's convention")
     parser.add_argument("--out", required=True, help="dataset folder to write (or to add the new photos to)")
     parser.add_argument("--dataset", choices=tuple(DATASETS), default="market", help="naming convention and crop size (default market: 128 x 64)")
     parser.add_argument("--size", type=image_size, default=None, metavar="HEIGHT,WIDTH", help="crop size instead of the dataset's")
+    parser.add_argument("--model", default=None,
+                        help="frame the crops at this model's input size (a .keras file, run directory, or pretrained), so that "
+                             "the dataset and the model you fine-tune agree")  # fmt: skip
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of the people held out in pairs-test.csv (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="which people are held out")
     arguments = parser.parse_args(argv)
-    job = PreparationJob(arguments.photos, arguments.out, arguments.dataset, arguments.size, arguments.test_fraction, arguments.seed)
+    if arguments.model and arguments.size:
+        parser.error("give --size or --model, not both: the model's input size is the crop size")
     try:
+        size = load_generator(arguments.model).contract.image_size if arguments.model else arguments.size
+        job = PreparationJob(arguments.photos, arguments.out, arguments.dataset, size, arguments.test_fraction, arguments.seed)
         report = prepare(job)
     except (FileNotFoundError, ValueError, OSError, PoseModelsUnavailableError) as error:
         parser.exit(2, f"error: {error}\n")
