@@ -6,6 +6,9 @@ absl::InitializeLog()" banner and INFO lines from its static initialisers (oneDN
 on every import. On a machine with no NVIDIA driver it also logs ``failed call to cuInit`` at ERROR
 level when it first lists devices, which reads like a failure but only says there is no GPU.
 
+TensorFlow Lite interpreters log their start the same way ("INFO: Created TensorFlow Lite XNNPACK
+delegate for CPU."), which ``quiet_startup()`` filters alike around their construction.
+
 ``quiet_startup()`` runs the import and the first device listing with stderr (file descriptor 2)
 going to a temporary file, then writes back every line except those the level hides (INFO at >= 1,
 WARNING at >= 2, ERROR at >= 3, and the banner) and the cuInit line where no NVIDIA driver is
@@ -24,6 +27,9 @@ LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 DEFAULT_LOG_LEVEL = "2"
 _BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _ABSL_LINE = re.compile(r"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ (?P<source>[\w.]+):\d+\] (?P<message>.*)$")
+# TensorFlow Lite's own logging ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU." when an interpreter starts).
+_LITE_LINE = re.compile(r"^(?P<severity>INFO|WARNING|ERROR): (?P<message>.*)$")
+_LITE_LEVELS = {"INFO": 0, "WARNING": 1, "ERROR": 2}
 _SEVERITY_LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
 
@@ -46,6 +52,9 @@ def hidden(line, level, has_nvidia_driver):
         return False
     if line.strip() == _BANNER:
         return True
+    lite = _LITE_LINE.match(line.strip())
+    if lite is not None:
+        return _LITE_LEVELS[lite["severity"]] < level
     match = _ABSL_LINE.match(line.strip())
     if match is None:
         return False

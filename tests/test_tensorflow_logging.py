@@ -55,3 +55,11 @@ def test_a_command_line_tool_starts_with_a_clean_stderr():
                             env=dict(environment, PYTHONPATH=str(REPOSITORY)))  # fmt: skip
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m pnr_tf.train")
     assert result.stderr == ""
+
+
+def test_tensorflow_lites_start_up_line_is_hidden_like_an_info_line():
+    from pnr_tf.tensorflow_logging import hidden
+
+    line = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    assert hidden(line, 2, False) and hidden(line, 1, False) and not hidden(line, 0, False)
+    assert not hidden("ERROR: failed to allocate tensors\n", 2, False) and hidden("ERROR: x\n", 3, False)

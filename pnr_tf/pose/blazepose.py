@@ -23,6 +23,8 @@ import math
 import cv2
 import numpy as np
 
+from pnr_tf.tensorflow_logging import quiet_startup
+
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 DETECTION_THRESHOLD = 0.5
@@ -117,10 +119,11 @@ class BlazePose:
     def __init__(self, detector_path, landmark_path, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.detector = Interpreter(model_path=str(detector_path), num_threads=num_threads)
-        self.landmark_model = Interpreter(model_path=str(landmark_path), num_threads=num_threads)
-        self.detector.allocate_tensors()
-        self.landmark_model.allocate_tensors()
+        with quiet_startup():  # their start-up INFO line is not for users
+            self.detector = Interpreter(model_path=str(detector_path), num_threads=num_threads)
+            self.landmark_model = Interpreter(model_path=str(landmark_path), num_threads=num_threads)
+            self.detector.allocate_tensors()
+            self.landmark_model.allocate_tensors()
         self.anchors = ssd_anchors()
 
     @staticmethod
