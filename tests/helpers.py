@@ -206,12 +206,9 @@ def level_difference(actual, expected):
 
 def with_contract(generator, **changes):
     """A copy of a built generator (same weights) whose inference contract has ``changes``."""
-    config = generator.get_config()
-    config["contract"] = {**config["contract"], **changes}
-    copy = pnr_tf.PNRGenerator.from_config(config)
-    copy.build_from_config(generator.get_build_config())
-    copy.set_weights(generator.get_weights())
-    return copy
+    from pnr_tf.models.generator import copy_generator
+
+    return copy_generator(generator, contract_changes=changes)
 
 
 def png_declaring(width, height, rows=1):

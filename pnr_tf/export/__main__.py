@@ -23,6 +23,7 @@ import argparse
 import sys
 
 from pnr_tf.export.job import FORMATS
+from pnr_tf.export.job import PRECISIONS
 from pnr_tf.export.job import ExportJob
 from pnr_tf.export.job import run_export
 from pnr_tf.export.tflite import QUANTIZATIONS
@@ -40,6 +41,9 @@ def build_parser():
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (default: newest + 1)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="TFLite weight quantisation")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="SavedModel and .keras: bfloat16 computes the layers in bfloat16 (weights, regression and output "
+                             "float32): faster on CPUs with AMX or AVX512-BF16, emulated and slower elsewhere")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file or SavedModel version (default: an error)")
     parser.add_argument("--calibration", default=None,
                         help="with --quantize int8: a pair file of real pairs for the activation ranges (default: the built-in "

@@ -19,9 +19,11 @@ from pnr_tf.export.tflite import calibration_requests
 from pnr_tf.export.tflite import encode_calibration_requests
 from pnr_tf.export.tflite import export_tflite
 from pnr_tf.export.tflite import render_calibration_requests
+from pnr_tf.models.generator import copy_generator
 from pnr_tf.models.loading import load_generator
 
 FORMATS = ("saved_model", "tflite", "keras")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -36,6 +38,7 @@ class ExportJob:
     calibration: str = None  # int8: a pair file with annotations.csv and images/ beside it
     int8_signature: str = "serving_default"  # int8: serving_default, encode or render
     batch_size: int = None  # TFLite only: a fixed batch
+    precision: str = "float32"  # SavedModel and .keras: "bfloat16" computes the layers in bfloat16 (CPUs with AMX / AVX512-BF16)
 
     def check(self):
         """ValueError for options that do not go together (before the model is read)."""
@@ -54,6 +57,10 @@ class ExportJob:
                              "calibrator crashes on a fixed-batch int8 serving_default model)")  # fmt: skip
         if self.format != "tflite" and self.quantize != "none":
             raise ValueError("--quantize applies to --format tflite only")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision != "float32" and self.format == "tflite":
+            raise ValueError("--precision bfloat16 applies to --format saved_model and keras (TFLite has --quantize)")
         if self.format != "saved_model" and self.version is not None:
             raise ValueError("--version applies to --format saved_model only")
         if files.exists(self.out) and not files.is_dir(self.out):
@@ -80,6 +87,8 @@ def run_export(job):
     """Checks and runs the job; returns the path written."""
     job.check()
     generator = load_generator(job.model)
+    if job.precision == "bfloat16":
+        generator = copy_generator(generator, dtype_policy="mixed_bfloat16")
     if job.format == "saved_model":
         return export_saved_model(generator, job.out, job.model_name, job.version, job.overwrite)
     if job.format == "keras":

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.models.generator import PNRGenerator
+from pnr_tf.models.generator import copy_generator
 
 SINGLE_SHOT = "serving_default"
 MULTI_SHOT = "multi_shot"
@@ -28,19 +28,7 @@ def with_solver(generator, solver):
     """
     if generator.regression.resolved_solver == solver:
         return generator
-    return copied_generator(generator, solver)
-
-
-def copied_generator(generator, solver, subpixel_upsampling=False):
-    """A copy of ``generator`` sharing no state with it, its regression running ``solver`` (and its decoder
-    upsampling by sub-pixel convolutions with ``subpixel_upsampling``): the same weights and outputs."""
-    config = generator.get_config()
-    config["regression"]["config"]["solver"] = solver
-    config["decoder"]["config"]["subpixel_upsampling"] = subpixel_upsampling
-    copy = PNRGenerator.from_config(config)
-    copy.build_from_config(generator.get_build_config())
-    copy.set_weights(generator.get_weights())
-    return copy
+    return copy_generator(generator, solver)
 
 
 def single_shot_signature(height, width):

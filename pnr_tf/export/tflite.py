@@ -23,10 +23,10 @@ from pnr_tf.export.serving_module import RENDER
 from pnr_tf.export.serving_module import SIGNATURES
 from pnr_tf.export.serving_module import SINGLE_SHOT
 from pnr_tf.export.serving_module import build_export_archive
-from pnr_tf.export.serving_module import copied_generator
 from pnr_tf.inference import PoseTransfer
 from pnr_tf.layers.encoders import PROJECTION_SCOPE
 from pnr_tf.layers.regression import REGRESSION_SCOPE
+from pnr_tf.models.generator import copy_generator
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
 CALIBRATION_PAIRS = 100
@@ -92,7 +92,7 @@ def tflite_generator(generator):
     batch, TFLite computes a transposed convolution's output shape at every call and XNNPACK does not
     take the op, which cost the float32 render 1.4-1.5x its fixed-batch time at batch 32.
     """
-    return copied_generator(generator, "matmul", subpixel_upsampling=True)
+    return copy_generator(generator, "matmul", subpixel_upsampling=True)
 
 
 def convert_to_tflite(generator, quantize="none", calibration=None, signatures=None, batch_size=None):

@@ -218,6 +218,28 @@ class PNRGenerator(keras.Model):
         return cls(**config)
 
 
+def copy_generator(generator, solver=None, subpixel_upsampling=None, dtype_policy=None, contract_changes=None):
+    """A copy of a built ``generator`` sharing no state with it, with the same weights and, where given, its
+    regression running ``solver``, its decoder upsampling by sub-pixel convolutions, its layers computing
+    in ``dtype_policy`` (e.g. "mixed_bfloat16"; the regression stays float32) or its contract changed.
+    Exports use it: stock ops for TF-Serving, builtin ops for TFLite, bfloat16 for CPUs that have it."""
+    config = generator.get_config()
+    if solver is not None:
+        config["regression"]["config"]["solver"] = solver
+    if subpixel_upsampling is not None:
+        config["decoder"]["config"]["subpixel_upsampling"] = subpixel_upsampling
+    if dtype_policy is not None:
+        policy = keras.dtype_policies.serialize(keras.dtype_policies.get(dtype_policy))
+        for part in (config, *(config[name]["config"] for name in ("appearance_encoder", "pose_encoder", "decoder"))):
+            part["dtype"] = policy
+    if contract_changes:
+        config["contract"] = {**config["contract"], **contract_changes}
+    copy = PNRGenerator.from_config(config)
+    copy.build_from_config(generator.get_build_config())
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
 def _merge_sources(tensor):
     """(batch, M, H, W, C) -> (batch * M, H, W, C)."""
     if None not in tensor.shape[2:]:
