@@ -21,6 +21,7 @@ and config), the trained generator of the run, and the copy-source and mean-imag
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def throughput(config_path, batch_sizes, steps, precisions=("float32",)):
             first = first or seconds
             print(f"batch {batch_size:3d} {precision:>14s} ({trainer.task.precision.policy}): {seconds:6.2f} s/step  {batch_size / seconds:6.2f} images/s"
                   f"  {first / seconds:4.2f}x  (first step with tracing {trace_seconds:.1f} s)", flush=True)  # fmt: skip
+    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GB")
 
 
 def stages(config_path, batch_size, repeats):

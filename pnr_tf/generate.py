@@ -11,10 +11,11 @@
     python -m pnr_tf.generate --model runs/quickstart --source a.jpg --source-keypoints a.json \\
         --source b.jpg --source-keypoints b.json --target-keypoints pose.json --out out.png --grid grid.png
 
-Keypoints a photo has (a JSON file, or its name in --annotations) are used as given and the photo
-is resized to the model's size; a photo without them has them estimated, and the person is cut out
-framed like a Market-1501 crop. --framed also writes the result pasted back into the first source
-photo. JSON target keypoints are in the pixels of the first source photo. A joint that is -1, NaN or
+Keypoints a photo has (a JSON file, or its name in --annotations) are used as given; a photo without
+them has them estimated. The person is framed as the training crops were (a dataset-shaped photo the
+person fills is resized, any other cut out like a Market-1501 crop). --framed also writes the result
+pasted back into the first source photo. JSON target keypoints are in the pixels of the first source
+photo, framed with it. A joint that is -1, NaN or
 outside the photo is missing; every source photo and the target pose need at least one visible joint.
 """
 

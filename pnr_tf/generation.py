@@ -3,10 +3,11 @@
     from pnr_tf.generation import GenerationJob, run_generation
     written = run_generation(GenerationJob(model="runs/quickstart", sources=["me.jpg"], target_pose_of=["walking.jpg"], out="out.png"))
 
-Keypoints a photo has (a JSON file, or its name in ``annotations``) are used as given and the photo
-is resized to the model's size; a photo without them has them estimated (BlazePose), and the person
-is cut out framed like a Market-1501 crop. JSON target keypoints are in the pixels of the first
-source photo; a pose sequence is a JSON list of such poses, or an annotation CSV in the model's pixels.
+Keypoints a photo has (a JSON file, or its name in ``annotations``) are used as given; a photo
+without them has them estimated (BlazePose). Either way the person is framed as the training crops
+were (``pnr_tf.pose.frame_photo``: a dataset-shaped photo the person fills is resized, any other cut
+out like a Market-1501 crop). JSON target keypoints are in the pixels of the first source photo and
+are framed with it; a pose sequence is a JSON list of such poses, or an annotation CSV in the model's pixels.
 The person is encoded once and drawn in every target pose. No output may be an input: nothing the
 user gave is overwritten.
 """
@@ -20,13 +21,13 @@ import cv2
 import numpy as np
 
 from pnr_tf.conventions import NUM_JOINTS
+from pnr_tf.conventions import crop_keypoints
 from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.data.annotations import parse_json
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_keypoints_json
 from pnr_tf.files import same_file
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.inference import fit_photo
 from pnr_tf.inference import frame_person
 from pnr_tf.inference import unseen_body_parts
 from pnr_tf.inference import unseen_parts_warning
@@ -131,8 +132,9 @@ def write_frames(path, frames, fps):
     return paths
 
 
-def pose_sequence(path, first_photo, image_size):
-    """Target poses from a JSON list (the first source photo's pixels) or an annotation CSV (the model's pixels)."""
+def pose_sequence(path, first_source, image_size):
+    """Target poses from a JSON list (the first source photo's pixels, framed as that photo: ``first_source`` is its
+    PersonCrop) or an annotation CSV (the model's pixels)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return [keypoints.astype(np.float32) for keypoints in read_annotations(path).values()]
@@ -148,7 +150,7 @@ def pose_sequence(path, first_photo, image_size):
         poses = None
     if poses is None or poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 2) or not len(poses):
         raise DataFormatError(f"{path}: expected a JSON list of poses, each {NUM_JOINTS} [y, x] pairs (-1 for a missing joint)")
-    return [fit_photo(first_photo, pose, image_size)[1] for pose in poses]
+    return [crop_keypoints(pose, first_source.box, image_size) for pose in poses]
 
 
 class _Keypoints:
@@ -181,7 +183,8 @@ def run_generation(job):
     model = PoseTransfer.load(job.model)
     photos = [read_rgb(source) for source in job.sources]
     sources = [keypoints.framed(photo, path, model.image_size, index) for index, (photo, path) in enumerate(zip(photos, job.sources))]
-    targets = [fit_photo(photos[0], read_keypoints_json(path), model.image_size)[1] for path in job.target_keypoints]
+    # Target keypoints in the first photo's pixels are framed as that photo is.
+    targets = [crop_keypoints(read_keypoints_json(path), sources[0].box, model.image_size) for path in job.target_keypoints]
     for name in job.target_pose_of:
         target_path = Path(name)
         if keypoints.known(target_path) is None and not target_path.is_file():
@@ -190,7 +193,7 @@ def run_generation(job):
         target_photo = read_rgb(target_path) if target_path.is_file() else photos[0]
         targets.append(keypoints.framed(target_photo, target_path, model.image_size).keypoints)
     if job.pose_sequence:
-        targets += pose_sequence(job.pose_sequence, photos[0], model.image_size)
+        targets += pose_sequence(job.pose_sequence, sources[0], model.image_size)
     source_images = np.stack([source.image for source in sources])
     source_keypoints = np.stack([source.keypoints for source in sources])
     unseen = sorted({part for target in targets for part in unseen_body_parts(source_keypoints, target, model.image_size)})

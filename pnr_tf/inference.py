@@ -24,7 +24,6 @@ joint, otherwise the call fails (``InvalidPoseError`` here, INVALID_ARGUMENT fro
 ``valid = 0`` from TFLite, which has no way to fail a call from inside the graph).
 """
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -32,7 +31,6 @@ from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.conventions import PIXEL_SCOPE
 from pnr_tf.conventions import from_pixels
 from pnr_tf.conventions import has_visible_joint
-from pnr_tf.conventions import resize_keypoints
 from pnr_tf.conventions import to_pixels
 from pnr_tf.conventions import visible_joints
 from pnr_tf.data.keypoints import HEATMAP_SCOPE
@@ -41,8 +39,7 @@ from pnr_tf.data.keypoints import mirror_pose_heatmaps
 from pnr_tf.layers.regression import REGRESSION_SCOPE
 from pnr_tf.models.generator import InferenceContract  # noqa: F401  (part of this module's API)
 from pnr_tf.models.loading import load_generator
-from pnr_tf.pose import PersonCrop
-from pnr_tf.pose import crop_person
+from pnr_tf.pose import frame_photo
 
 OUTPUT_NAME = "image"
 VALID_NAME = "valid"
@@ -110,27 +107,18 @@ def unseen_parts_warning(parts):
             "learned, not from the person (a photo that shows them helps)")  # fmt: skip
 
 
-def fit_photo(photo, keypoints, image_size):
-    """A photo of any size resized to the model's, its keypoints moved alike (``pnr_tf.conventions``: pixel centres kept)."""
-    height, width = image_size
-    resized = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA) if photo.shape[:2] != (height, width) else photo
-    return resized, resize_keypoints(keypoints, photo.shape[:2], image_size)
-
-
 def frame_person(photo, image_size, keypoints=None, estimator=None, name="the photo"):
     """A photo as the model takes it: a ``pnr_tf.pose.PersonCrop`` (image of the model's size, keypoints in it,
-    and the box for ``pnr_tf.pose.paste_back``).
+    and the box for ``pnr_tf.pose.paste_back``), framed as the training crops were (``pnr_tf.pose.frame_photo``).
 
-    With keypoints (the photo's own, any size) the whole photo is resized, keypoints alike. Without,
-    they are estimated (``estimator``: a ``pnr_tf.pose.PoseEstimator``) and the person is cut out
-    framed as in Market-1501's crops, with the model's aspect ratio.
+    Keypoints are the photo's own (any size), or estimated (``estimator``: a ``pnr_tf.pose.PoseEstimator``),
+    then read again on the cut-out person, as ``prepare`` does.
     """
     if keypoints is not None:
-        image, moved = fit_photo(photo, keypoints, image_size)
-        return PersonCrop(image, moved, (0.0, 0.0, float(photo.shape[0]), float(photo.shape[1])))
+        return frame_photo(photo, keypoints, image_size)
     if estimator is None:
         raise ValueError(f"{name} has no keypoints: give them, or a pnr_tf.pose.PoseEstimator to estimate them")
-    return crop_person(photo, estimator.estimate(photo, name).keypoints, image_size)
+    return frame_photo(photo, estimator.estimate(photo, name).keypoints, image_size, lambda crop: estimator.estimate(crop, name).keypoints)
 
 
 class PoseTransfer:

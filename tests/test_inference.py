@@ -13,7 +13,7 @@ from pnr_tf.export import export_keras
 from pnr_tf.inference import InvalidCoefficientsError
 from pnr_tf.inference import InvalidPoseError
 from pnr_tf.inference import PoseTransfer
-from pnr_tf.inference import fit_photo
+from pnr_tf.inference import frame_person
 from tests.helpers import level_difference
 from tests.helpers import random_generator_inputs
 from tests.helpers import random_serving_inputs
@@ -90,16 +90,26 @@ def test_a_pose_without_any_visible_joint_is_refused(serving_generator, broken, 
         PoseTransfer(serving_generator).generate(images, source_keypoints, target_keypoints)
 
 
-def test_fit_photo_moves_keypoints_with_the_pixels_and_keeps_missing_ones_missing():
-    photo = np.zeros((256, 96, 3), np.uint8)
-    keypoints = np.array([[100.0, 30.0], [-1.0, -1.0], [np.nan, 5.0], [0.0, 0.0], [255.0, 95.0]] + [[9.0, 9.0]] * 13, np.float32)
-    resized, scaled = fit_photo(photo, keypoints, (128, 64))
-    assert resized.shape == (128, 64, 3)
-    # Pixel centres map to pixel centres: (y + 0.5) * 128 / 256 - 0.5 and (x + 0.5) * 64 / 96 - 0.5, by hand.
-    np.testing.assert_allclose(scaled[0], [49.75, 30.5 * 2 / 3 - 0.5], rtol=1e-6)
-    np.testing.assert_array_equal(scaled[1:3], -1.0)
+def test_a_photo_of_the_models_shape_that_the_person_fills_is_resized_with_its_keypoints():
+    photo = np.zeros((256, 128, 3), np.uint8)
+    keypoints = np.array([[100.0, 30.0], [-1.0, -1.0], [np.nan, 5.0], [0.0, 0.0], [255.0, 127.0]] + [[9.0, 9.0]] * 13, np.float32)
+    crop = frame_person(photo, (128, 64), keypoints)
+    assert crop.image.shape == (128, 64, 3) and crop.box == (0.0, 0.0, 256.0, 128.0)
+    # Pixel centres map to pixel centres: (y + 0.5) * 128 / 256 - 0.5 and (x + 0.5) * 64 / 128 - 0.5, by hand.
+    np.testing.assert_allclose(crop.keypoints[0], [49.75, 14.75], rtol=1e-6)
+    np.testing.assert_array_equal(crop.keypoints[1:3], -1.0)
     # The corner pixels' centres land in the outer half of the output's corner pixels: on their centres.
-    np.testing.assert_allclose(scaled[3:5], [[0.0, 0.0], [127.0, 63.0]])
+    np.testing.assert_allclose(crop.keypoints[3:5], [[0.0, 0.0], [127.0, 63.0]])
+
+
+def test_a_photo_of_another_shape_is_cut_around_the_person_not_squashed():
+    photo = np.zeros((300, 400, 3), np.uint8)  # landscape: resizing it whole would squash the person
+    keypoints = np.full((18, 2), -1.0, np.float32)
+    keypoints[[0, 1, 8, 11, 10, 13]] = [[60, 200], [90, 200], [170, 190], [170, 210], [260, 190], [260, 210]]
+    crop = frame_person(photo, (128, 64), keypoints)
+    top, left, height, width = crop.box
+    assert height / width == pytest.approx(2.0) and left < 190 and left + width > 210 and top < 60 and top + height > 260
+    np.testing.assert_allclose(crop.keypoints[1], (np.array([90, 200]) - [top, left] + 0.5) * [128 / height, 64 / width] - 0.5, atol=1e-4)
 
 
 def test_the_loaded_model_follows_its_own_contract(tmp_path):

@@ -33,12 +33,10 @@ import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pnr_tf import files
 from pnr_tf.conventions import MISSING
-from pnr_tf.conventions import resize_keypoints
 from pnr_tf.conventions import visible_joints
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import write_annotations
@@ -49,7 +47,7 @@ from pnr_tf.data.pairs import make_pairs
 from pnr_tf.images import ImageFileError
 from pnr_tf.pose import PoseEstimationError
 from pnr_tf.pose import PoseEstimator
-from pnr_tf.pose import crop_person
+from pnr_tf.pose import frame_photo
 from pnr_tf.progress import ProgressBar
 from pnr_tf.visualize import draw_pose
 from pnr_tf.visualize import labelled_rows
@@ -193,24 +191,12 @@ def held_out(identity, seed, fraction):
 
 
 def frame(photo, keypoints, image_size, estimate=None):
-    """(crop of image_size, its keypoints) of the person whose keypoints (photo pixels) are given, or PreparationDrop.
-
-    A photo of the dataset's shape that the person fills is only resized; any other is cut around the
-    person with Market's margins (``pnr_tf.pose.crop_person``). ``estimate(image)``, when given, reads
-    the keypoints of the cut-out person again (BlazePose places joints best on a framed crop);
-    otherwise they move with the pixels.
-    """
-    height, width = photo.shape[:2]
-    same_shape = abs(height / width - image_size[0] / image_size[1]) < 0.02
-    visible = keypoints[visible_joints(keypoints, (height, width))]
-    fills = len(visible) and np.ptp(visible[:, 0]) >= 0.6 * height
-    if same_shape and fills:  # already framed as the dataset's crops: resized only, keypoints alike
-        image = cv2.resize(photo, image_size[::-1], interpolation=cv2.INTER_AREA if height > image_size[0] else cv2.INTER_LINEAR)
-        return image, resize_keypoints(keypoints, (height, width), image_size)
-    crop = crop_person(photo, keypoints, image_size)
+    """(crop of image_size, its keypoints) of the person whose keypoints (photo pixels) are given, framed as every
+    path frames a photo (``pnr_tf.pose.frame_photo``), or PreparationDrop when the person is too small."""
+    crop = frame_photo(photo, keypoints, image_size, estimate)
     if crop.box[2] < SMALLEST_PERSON * image_size[0]:
         raise PreparationDrop("too small")
-    return crop.image, (crop.keypoints if estimate is None else estimate(crop.image))
+    return crop.image, crop.keypoints
 
 
 def estimated_frame(photo, estimator, image_size, name):

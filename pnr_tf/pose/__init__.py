@@ -18,6 +18,7 @@ import numpy as np
 
 from pnr_tf.conventions import crop_keypoints
 from pnr_tf.conventions import crop_matrix
+from pnr_tf.conventions import resize_keypoints
 from pnr_tf.conventions import visible_joints
 from pnr_tf.pose.blazepose import PRESENCE_THRESHOLD
 from pnr_tf.pose.blazepose import BlazePose
@@ -33,6 +34,9 @@ FRAMED_FILL = 0.5
 # Market-1501 crops leave about this much of the joints' vertical span above the highest joint and
 # below the lowest (medians of the 367 annotated subset images with head and ankles visible).
 TOP_MARGIN, BOTTOM_MARGIN = 0.095, 0.113
+# A photo of the model's aspect ratio (within this much) whose visible joints span at least FILLS of its height
+# is framed like a dataset crop already: it is only resized.
+SAME_SHAPE, FILLS = 0.02, 0.6
 
 
 class PoseEstimationError(ValueError):
@@ -135,6 +139,34 @@ def crop_person(photo, keypoints, image_size):
     image = cv2.warpAffine(photo, crop_matrix(box, image_size), (out_width, out_height), flags=interpolation | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
     return PersonCrop(image, crop_keypoints(keypoints, box, image_size), box)
+
+
+def frame_photo(photo, keypoints, image_size, estimate=None):
+    """The person of a photo framed as the datasets' crops and the model's inputs are: a PersonCrop of image_size.
+
+    One rule for every path (prepare, the pretrained generator's data, generate, the page): a photo of
+    the model's shape that the person fills is only resized; any other is cut around the person with
+    Market's margins (``crop_person``). ``estimate(image)``, when given, reads the keypoints of a cut-out
+    person again (BlazePose places joints best on a framed crop; where it finds none there, the moved
+    keypoints stay); otherwise keypoints move with the pixels.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    height, width = photo.shape[:2]
+    with np.errstate(invalid="ignore"):
+        visible = keypoints[visible_joints(keypoints, (height, width))]
+    same_shape = abs(height / width - image_size[0] / image_size[1]) < SAME_SHAPE
+    # Without a visible joint there is no person to cut out: the photo is resized whole, and the model's keypoint rule speaks.
+    if not len(visible) or (same_shape and np.ptp(visible[:, 0]) >= FILLS * height):
+        interpolation = cv2.INTER_AREA if height > image_size[0] else cv2.INTER_LINEAR
+        image = cv2.resize(photo, image_size[::-1], interpolation=interpolation) if (height, width) != tuple(image_size) else photo
+        return PersonCrop(image, resize_keypoints(keypoints, (height, width), image_size), (0.0, 0.0, float(height), float(width)))
+    crop = crop_person(photo, keypoints, image_size)
+    if estimate is not None:
+        try:
+            crop = dataclasses.replace(crop, keypoints=np.asarray(estimate(crop.image), np.float32))
+        except PoseEstimationError:
+            pass
+    return crop
 
 
 def paste_back(photo, crop, generated):

@@ -121,11 +121,11 @@ def test_a_generation_equals_the_model_and_bad_requests_get_messages(api, model,
     target_list = [None if (point < 0).any() else point.tolist() for point in target]
     status, answer = post(address, {"sources": [data_url(photo_path)], "target_keypoints": target_list})
     assert status == 200, answer
-    from pnr_tf.pose import crop_person
     from pnr_tf.visualize import read_rgb
 
-    crop = crop_person(read_rgb(photo_path), keypoints, (128, 64))  # estimated keypoints: the person is framed
-    _, expected = reference_generate(model.generator, crop.image[None, None], crop.keypoints[None, None], target[None])
+    # The photo is the model's 128 x 64 and its person fills it (a synthetic dataset image): it is taken as it is.
+    assert np.ptp(keypoints[(keypoints >= 0).all(axis=1), 0]) >= 0.6 * 128
+    _, expected = reference_generate(model.generator, read_rgb(photo_path)[None, None], keypoints[None, None], target[None])
     assert np.abs(decode(answer["image"]).astype(int) - expected[0].astype(int)).max() <= 1
     text = base64.b64encode(b"hello, not an image").decode()
     bomb = data_url_of(png_declaring(30000, 30000))  # 2.6 GB decoded, a few hundred bytes sent
