@@ -15,12 +15,15 @@ tensorflow_logging.set_default_log_level()
 # Elsewhere (AVX2: AMD EPYC, older Xeons) its Eigen kernels trained market_cpu 3.3x slower (BENCHMARKS.md).
 # TF_ENABLE_ONEDNN_OPTS=0 turns them off; it must be set before TensorFlow is imported.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-# OpenCV's own decoding limit (read at its first decode), lowered to ours as a second fence (pnr_tf.images).
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(64 * 1024 * 1024))
 with tensorflow_logging.quiet_startup():
     import tensorflow as _tensorflow
 
     _tensorflow.config.list_physical_devices("GPU")  # the first device listing is when cuInit runs
+
+from pnr_tf.conventions import MAX_PIXELS  # noqa: E402
+
+# OpenCV's own decoding limit (read at its first decode), lowered to ours as a second fence (pnr_tf.images).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 from pnr_tf.layers.blocks import ConvolutionBlock  # noqa: E402
 from pnr_tf.layers.blocks import ResidualBlock  # noqa: E402

@@ -9,7 +9,9 @@ import typing
 import yaml
 
 from pnr_tf import files
+from pnr_tf.data.datasets import MARKET
 from pnr_tf.data.datasets import convention
+from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.precision import PRECISIONS
 
 
@@ -33,9 +35,9 @@ class DataConfig:
     # The naming convention: how an image's identity is read (pairs, identity splits) and, for the
     # built-in synthetic data, its image size and names. "market" or "deepfashion" (pnr_tf.data.datasets).
     dataset: str = "market"
-    image_height: int = 128
-    image_width: int = 64
-    heatmap_sigma: float = 6.0
+    image_height: int = MARKET.image_size[0]
+    image_width: int = MARKET.image_size[1]
+    heatmap_sigma: float = HEATMAP_SIGMA
     on_bad_sample: str = "error"  # "error" or "skip"
     # Training-time augmentation, the same for an example's sources and target (pnr_tf.data.augment);
     # the paper uses none. Mirror left-right; zoom by up to 1 +- augment_scale and shift by up to half

@@ -35,6 +35,9 @@ MIRRORED_JOINTS = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
 # Recorded in every generator file (pnr_tf.models.generator.InferenceContract).
 KEYPOINT_FORMAT = f"openpose-coco-{NUM_JOINTS}:yx-pixels:missing=-1"
 
+# The most pixels any path decodes: a 9248 x 6936 phone photo fits, and decoded it takes 192 MB
+# (pnr_tf.images sizes every image from its header first; pnr_tf/__init__.py gives OpenCV the same limit).
+MAX_PIXELS = 64 * 1024 * 1024
 PIXEL_SCOPE = "pixel_conversion"  # the name scope of the uint8 <-> [-1, 1] ops (int8 TFLite keeps them float)
 
 

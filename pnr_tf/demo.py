@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pnr_tf import run_files
 from pnr_tf.data.pipeline import decoded_batches
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import tuple_samples
@@ -53,7 +54,7 @@ def run_demo(output_dir, model=None, seed=0):
         drawn[num_sources] = (batch, transfer.generate(batch["source_images"], batch["source_keypoints"], batch["target_keypoints"]))
         print(f"M={num_sources}: drew {drawn[num_sources][1].shape} in {time.perf_counter() - start:.2f} s")
         save_grid(output_dir / f"grid_m{num_sources}.png", batch, drawn[num_sources][1])
-    model_path = export_keras(transfer.generator, output_dir / "generator.keras", overwrite=True)
+    model_path = export_keras(transfer.generator, output_dir / run_files.GENERATOR, overwrite=True)
     reloaded = PoseTransfer.load(model_path)
     for num_sources, (batch, images) in drawn.items():
         again = reloaded.generate(batch["source_images"], batch["source_keypoints"], batch["target_keypoints"])

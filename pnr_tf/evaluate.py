@@ -16,8 +16,8 @@ of them as the method. SSIM, mask-SSIM and L1 (mean absolute error on [-1, 1]) n
 
 import argparse
 import sys
-from pathlib import Path
 
+from pnr_tf import files
 from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.data.pipeline import BadSampleError
 from pnr_tf.evaluation.baselines import BASELINES
@@ -62,7 +62,7 @@ def build_parser():
     inception.add_argument("--inception-weights", default=None, help="Keras InceptionV3 .h5 (default: the Keras cache)")
     inception.add_argument("--no-inception", action="store_true", help="SSIM and mask-SSIM only")
     inception.add_argument("--random-inception", action="store_true", help=argparse.SUPPRESS)  # tests: same shapes, no weights
-    parser.add_argument("--fid-cache", default=str(Path.home() / ".cache" / "pnr_tf" / "fid"), help="real-image FID statistics")
+    parser.add_argument("--fid-cache", default=str(files.cache_root() / "fid"), help="real-image FID statistics")
     parser.add_argument("--dataset", choices=("auto", "market", "deepfashion"), default="auto",
                         help="the protocol and the published numbers printed beside ours (auto: the run's data.dataset, "
                              "else the image names)")  # fmt: skip

@@ -9,10 +9,17 @@ the file there, and whole-file writes go through a temporary name only on local 
 import os
 import posixpath
 import re
+from pathlib import Path
 
 import tensorflow as tf
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def cache_root():
+    """Where pnr_tf caches what it builds or fetches once (the pose models, the regression kernel, FID
+    statistics): $XDG_CACHE_HOME/pnr_tf, by default ~/.cache/pnr_tf."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pnr_tf"
 
 
 def is_remote(path):

@@ -21,9 +21,8 @@ import struct
 import cv2
 import numpy as np
 
-# 64 megapixels: a 9248 x 6936 phone photo fits; decoded, an image this size takes 192 MB.
-# (pnr_tf/__init__.py gives OpenCV the same limit.)
-MAX_PIXELS = 64 * 1024 * 1024
+from pnr_tf.conventions import MAX_PIXELS  # noqa: F401  (part of this module's API)
+
 FORMATS = "JPEG, PNG, WebP or BMP"
 
 

@@ -69,15 +69,17 @@ def guess_convention(names, image_size=None):
 
 
 # PATN's DeepFashion images are the central 176 columns of the 256 x 256 originals.
-DEEPFASHION_CROP_LEFT = 40
+DEEPFASHION_ORIGINAL_SIZE = (256, 256)
+DEEPFASHION_CROP_LEFT = (DEEPFASHION_ORIGINAL_SIZE[1] - DEEPFASHION.image_size[1]) // 2
 
 
 def crop_deepfashion(image, keypoints=None):
     """A 256 x 256 DeepFashion original -> PATN's 256 x 176 crop; keypoints shifted alike (outside -> -1)."""
-    if image.shape[:2] != (256, 256):
-        raise ValueError(f"a DeepFashion original is 256 x 256, got {image.shape[:2]}")
-    cropped = image[:, DEEPFASHION_CROP_LEFT : DEEPFASHION_CROP_LEFT + 176]
+    if image.shape[:2] != DEEPFASHION_ORIGINAL_SIZE:
+        raise ValueError(f"a DeepFashion original is {DEEPFASHION_ORIGINAL_SIZE[0]} x {DEEPFASHION_ORIGINAL_SIZE[1]}, got {image.shape[:2]}")
+    height, width = DEEPFASHION.image_size
+    cropped = image[:, DEEPFASHION_CROP_LEFT : DEEPFASHION_CROP_LEFT + width]
     if keypoints is None:
         return cropped
-    box = (0, DEEPFASHION_CROP_LEFT, 256, 176)
-    return cropped, crop_keypoints(keypoints, box, (256, 176)).astype(np.asarray(keypoints).dtype)
+    box = (0, DEEPFASHION_CROP_LEFT, height, width)
+    return cropped, crop_keypoints(keypoints, box, DEEPFASHION.image_size).astype(np.asarray(keypoints).dtype)

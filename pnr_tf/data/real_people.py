@@ -63,7 +63,7 @@ def frame_dataset(folder, image_size):
     return framed
 
 
-def assemble_real_people(shared_root, out, image_size=(128, 64), seed=0):
+def assemble_real_people(shared_root, out, image_size=MARKET.image_size, seed=0):
     """Writes the pretrained generator's dataset (see the module's docstring) to ``out``; returns {file: rows}."""
     shared_root, out = Path(shared_root), Path(out)
     missing = [SOURCES[name][0] for name in SOURCES if not (shared_root / SOURCES[name][0] / "annotations.csv").is_file()]

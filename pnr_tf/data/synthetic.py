@@ -32,11 +32,12 @@ from pnr_tf.data.annotations import write_annotations
 from pnr_tf.data.annotations import write_pairs
 from pnr_tf.data.annotations import write_tuples
 from pnr_tf.data.datasets import DATASETS
+from pnr_tf.data.datasets import MARKET
 from pnr_tf.data.datasets import convention
 from pnr_tf.data.pairs import make_pairs
 from pnr_tf.data.pairs import make_tuples
 
-HEIGHT, WIDTH = 128, 64  # the size every length below is drawn for; other sizes scale by height / HEIGHT
+HEIGHT, WIDTH = MARKET.image_size  # the size every length below is drawn for; other sizes scale by height / HEIGHT
 SKIN_TONES = [(205, 224, 255), (160, 190, 235), (120, 160, 210), (80, 115, 170), (55, 80, 120)]  # BGR
 
 

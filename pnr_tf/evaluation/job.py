@@ -16,6 +16,7 @@ import sys
 
 from pnr_tf import files
 from pnr_tf import pretrained
+from pnr_tf import run_files
 from pnr_tf.config import load_config
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
@@ -69,14 +70,14 @@ class _Run:
 
     def __init__(self, model):
         self.directory = locate_model(model).run_dir if model else None
-        config_path = files.join(self.directory, "config.yaml") if model else None
+        config_path = files.join(self.directory, run_files.CONFIG) if model else None
         self.config = load_config(config_path) if config_path and files.is_file(config_path) else None
 
 
 def _pairs_path(job, root, run):
     """The pair file scored: --pairs, else the run's held-out split/pairs-test.csv, else pairs-test.csv under the root."""
     if job.pairs is None and run.directory is not None:
-        split_test = files.join(run.directory, "split", "pairs-test.csv")
+        split_test = files.join(run.directory, run_files.SPLIT, "pairs-test.csv")
         if files.is_file(split_test):
             print(f"scoring the run's held-out identities: {split_test}", file=sys.stderr)  # the identities this run held out
             return split_test
@@ -148,7 +149,7 @@ def run_evaluation(job):
         raise FileNotFoundError(f"annotation file {annotation_path} does not exist (set --data-root / --annotations)")
     annotations = read_annotations(annotation_path)
     # Beside the run, except for the generator that ships with the package: nothing is written into an installation.
-    out_dir = job.out or (files.join(run.directory, "evaluation") if job.model and job.model != pretrained.NAME else "evaluation")
+    out_dir = job.out or (files.join(run.directory, run_files.EVALUATION) if job.model and job.model != pretrained.NAME else run_files.EVALUATION)
     if job.dataset != "auto":
         dataset = convention(job.dataset)
     else:

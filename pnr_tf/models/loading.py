@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from pnr_tf import files
 from pnr_tf import pretrained
+from pnr_tf import run_files
 from pnr_tf.config import load_config
 from pnr_tf.models.factory import generator_from_config
 from pnr_tf.models.generator import PNRGenerator
@@ -37,9 +38,9 @@ def locate_model(path):
     if files.is_file(f"{path}.index"):
         return ModelLocation(path, files.parent(files.parent(path)), True)
     if files.is_dir(path):
-        if files.is_file(files.join(path, "generator.keras")):
-            return ModelLocation(files.join(path, "generator.keras"), path, False)
-        checkpoints = files.join(path, "checkpoints") if files.is_dir(files.join(path, "checkpoints")) else path
+        if files.is_file(files.join(path, run_files.GENERATOR)):
+            return ModelLocation(files.join(path, run_files.GENERATOR), path, False)
+        checkpoints = files.join(path, run_files.CHECKPOINTS) if files.is_dir(files.join(path, run_files.CHECKPOINTS)) else path
         latest = tf.train.latest_checkpoint(checkpoints)
         if latest:
             return ModelLocation(latest, files.parent(checkpoints), True)
@@ -74,7 +75,7 @@ def variables_by_path(owner):
 
 
 def _restore_from_checkpoint(location):
-    config_path = files.join(location.run_dir, "config.yaml")
+    config_path = files.join(location.run_dir, run_files.CONFIG)
     if not files.is_file(config_path):
         raise FileNotFoundError(f"the checkpoint {location.path} needs its run's config.yaml, which is not at {config_path}")
     generator = generator_from_config(load_config(config_path))
@@ -95,7 +96,7 @@ def load_generator(path):
     with tempfile.TemporaryDirectory() as directory:
         local = location.path
         if files.is_remote(local):  # read it once, then load the local copy
-            local = os.path.join(directory, "generator.keras")
+            local = os.path.join(directory, run_files.GENERATOR)
             with open(local, "wb") as copy:
                 copy.write(files.read_bytes(location.path))
         if not zipfile.is_zipfile(local):  # Keras would call a truncated file "File not found"

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from pnr_tf import files
+
 SOURCE = Path(__file__).with_name("kernels") / "packed_cholesky.cc"
 CACHE_VARIABLE = "PNR_TF_KERNEL_CACHE"
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -79,8 +81,7 @@ def flag_sets(machine=None):
 def default_cache_dir():
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pnr_tf" / "kernels"
+    return files.cache_root() / "kernels"
 
 
 def compiler():

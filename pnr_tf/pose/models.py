@@ -17,6 +17,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from pnr_tf import files
+
 WHEEL = "mediapipe==0.10.21"
 MODELS_VARIABLE = "PNR_TF_POSE_MODELS"
 # name in the cache -> (path inside the wheel, SHA-256 of the file)
@@ -39,8 +41,7 @@ class PoseModelsUnavailableError(RuntimeError):
 def models_dir():
     if os.environ.get(MODELS_VARIABLE):
         return Path(os.environ[MODELS_VARIABLE])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pnr_tf" / "pose"
+    return files.cache_root() / "pose"
 
 
 def _sha256(path):

@@ -9,9 +9,11 @@ config.yaml of the run and split/ (the held-out people evaluate scores), as a ru
 import sys
 from pathlib import Path
 
+from pnr_tf import run_files
+
 NAME = "pretrained"
 FOLDER = Path(__file__).resolve().parent
-GENERATOR = FOLDER / "generator.keras"
+GENERATOR = FOLDER / run_files.GENERATOR
 CARD = FOLDER / "MODEL_CARD.md"
 NOTICE = f"using the pretrained real-people generator ({GENERATOR}; research use only, see {CARD.name})"
 

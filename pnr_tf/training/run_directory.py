@@ -23,6 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf import run_files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import load_config
 from pnr_tf.config import resume_changes
@@ -67,7 +68,7 @@ def run_directory_lock(output_dir):
 def check_resumed_precision(output_dir, precision):
     """ConfigError when the run's last start resolved train.precision to float16 and this one does not, or the other
     way round (auto on another machine): float16's loss-scale variables are in the checkpoint or missing from it."""
-    sessions = files.join(output_dir, "sessions.jsonl")
+    sessions = files.join(output_dir, run_files.SESSIONS)
     before = json.loads(files.read_text(sessions).splitlines()[-1]).get("precision") if files.is_file(sessions) else None
     if before is not None and (before == "mixed_float16") != precision.loss_scaling:
         raise ConfigError(f"the run's checkpoint was written in {before} and this machine resolves train.precision to {precision.policy}: "
@@ -77,8 +78,8 @@ def check_resumed_precision(output_dir, precision):
 def changes_since_last_start(config, output_dir):
     """{key: (before, now)} of the settings a resumed run changes; ConfigError for those it may not
     (another model or data contract: ``pnr_tf.config.resume_changes``). Empty for a new run."""
-    checkpoints = files.join(output_dir, "checkpoints")
-    previous = files.join(output_dir, "config.yaml")
+    checkpoints = files.join(output_dir, run_files.CHECKPOINTS)
+    previous = files.join(output_dir, run_files.CONFIG)
     if not (tf.train.latest_checkpoint(checkpoints) and files.is_file(previous)):
         return {}
     return resume_changes(load_config(previous), config)

@@ -9,6 +9,7 @@ validation pairs (``data.validation_pairs``, else the held-out validation people
 import sys
 
 from pnr_tf import files
+from pnr_tf import run_files
 from pnr_tf.config import check_data_paths
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
@@ -76,7 +77,7 @@ def split_pair_files(config, output_dir, write=True):
         return {"train": data.path(data.pairs_file)}
     rows = read_pairs(data.path(data.pairs_file))
     splits = split_rows_by_identity(rows, data.validation_identities, data.test_identities, config.train.seed, convention(data.dataset))
-    paths = {name: files.join(output_dir, "split", f"pairs-{name}.csv") for name, split_rows in splits.items() if split_rows}
+    paths = {name: files.join(output_dir, run_files.SPLIT, f"pairs-{name}.csv") for name, split_rows in splits.items() if split_rows}
     if write:
         for name, path in paths.items():
             write_pairs(path, splits[name])

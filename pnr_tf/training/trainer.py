@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pnr_tf import files
+from pnr_tf import run_files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import to_yaml
 from pnr_tf.data.pipeline import BadSampleError
@@ -70,10 +71,10 @@ class Trainer:
         # Only the chief keeps checkpoints; other workers write theirs to a throw-away folder.
         # (MultiWorkerMirroredStrategy needs every worker to save; theirs are removed when fit ends.)
         self.scratch_dir = None if self.chief else tempfile.mkdtemp(prefix="pnr_worker_")
-        checkpoint_dir = self.path("checkpoints") if self.chief else self.scratch_dir
+        checkpoint_dir = self.path(run_files.CHECKPOINTS) if self.chief else self.scratch_dir
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoint_dir, max_to_keep=config.train.max_checkpoints)
         # Every worker resumes from the chief's checkpoint (a shared folder: the run directory).
-        self.restored_from = tf.train.latest_checkpoint(self.path("checkpoints"))
+        self.restored_from = tf.train.latest_checkpoint(self.path(run_files.CHECKPOINTS))
         if self.restored_from:
             check_resumed_precision(self.output_dir, self.task.precision)
             # Discriminators added on a resume (loss.adversarial turned on) are not in the checkpoint: they start fresh.
@@ -116,13 +117,13 @@ class Trainer:
         self.manager.save(checkpoint_number=step)
         self.saved_step = step
         if self.chief:
-            self.save_generator(self.path("generator.keras"))
+            self.save_generator(self.path(run_files.GENERATOR))
 
     def _start_validation(self, samples, writer):
         """A Validator and its baselines, written once (first line of validation.jsonl, TensorBoard, stderr)."""
         data = self.config.data
         validator = Validator(samples, (data.image_height, data.image_width))
-        log = self.path("validation.jsonl")
+        log = self.path(run_files.VALIDATION_LOG)
         baselines = validator.baselines()
         if not files.is_file(log):
             files.write_text(log, json.dumps({"pairs": len(validator), "baselines": baselines}) + "\n")
@@ -137,13 +138,13 @@ class Trainer:
 
     def _validation_step(self, validator, step, writer):
         scores = self.validate(validator)
-        files.append_line(self.path("validation.jsonl"), json.dumps({"step": step, **scores}))
+        files.append_line(self.path(run_files.VALIDATION_LOG), json.dumps({"step": step, **scores}))
         with writer.as_default(step=step):
             for metric, value in scores.items():
                 tf.summary.scalar(f"validation/{metric}", value)
         if scores["ssim"] > float(self.best_validation_ssim.numpy()):
             self.best_validation_ssim.assign(scores["ssim"])
-            self.save_generator(self.path("generator_best.keras"))
+            self.save_generator(self.path(run_files.BEST_GENERATOR))
         return scores
 
     def _preview_batch(self, samples):
@@ -163,7 +164,7 @@ class Trainer:
         grid = panel_grid([batch["source_image"][:, 0], pose_picture(source_pose), pose_picture(inputs["target_pose"]), generated, target])
         if not self.chief:
             return
-        write_rgb(self.path("samples", f"step_{step:06d}.png"), grid)
+        write_rgb(self.path(run_files.SAMPLES, f"step_{step:06d}.png"), grid)
         with writer.as_default(step=step):
             tf.summary.image("samples", grid[None], max_outputs=1)
 
@@ -206,9 +207,9 @@ class Trainer:
         print(f"regression solver: {record['solver_detail']}", file=sys.stderr)
         print(f"precision: {self.task.precision.policy} ({self.task.precision.reason})", file=sys.stderr)
         if self.chief:
-            files.write_text(self.path("config.yaml"), to_yaml(config))
+            files.write_text(self.path(run_files.CONFIG), to_yaml(config))
             # One line per start (a run may resume on another machine): sessions.jsonl.
-            files.append_line(self.path("sessions.jsonl"), json.dumps(record))
+            files.append_line(self.path(run_files.SESSIONS), json.dumps(record))
         validation = None
         if samples is None:
             samples, validation = run_samples(config, self.output_dir, write_splits=self.chief)
@@ -237,7 +238,7 @@ class Trainer:
             preview = self._preview_batch(samples)
         except _READ_ERRORS as error:
             raise BadSampleError(decode_failure_message(samples, error)) from None
-        writer = tf.summary.create_file_writer(self.path("logs")) if self.chief else tf.summary.create_noop_writer()
+        writer = tf.summary.create_file_writer(self.path(run_files.LOGS)) if self.chief else tf.summary.create_noop_writer()
         validator = self._start_validation(validation, writer) if validation is not None and self.chief else None
         previous_handlers = {number: signal.signal(number, self._handle_signal) for number in (signal.SIGINT, signal.SIGTERM)}
         progress = ProgressBar(train.num_steps, self.step)
@@ -274,7 +275,7 @@ class Trainer:
         print(f"input: {self.task.shard_description}; read {len(self.task.decoded_paths)} distinct target images", file=sys.stderr)
         if train.report_decoded_files:
             print("decoded files: " + json.dumps(sorted(self.task.decoded_paths)), file=sys.stderr)
-        return self.path("generator.keras")
+        return self.path(run_files.GENERATOR)
 
     def _log_losses(self, metrics, step, writer):
         with writer.as_default(step=step):
