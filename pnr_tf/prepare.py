@@ -21,7 +21,7 @@ import sys
 
 from pnr_tf.data.datasets import DATASETS
 from pnr_tf.data.preparation import PreparationJob
-from pnr_tf.data.preparation import prepare
+from pnr_tf.data.preparation import run_preparation
 from pnr_tf.models.loading import load_generator
 from pnr_tf.pose.models import PoseModelsUnavailableError
 
@@ -53,7 +53,7 @@ def main(argv=None):
     try:
         size = load_generator(arguments.model).contract.image_size if arguments.model else arguments.size
         job = PreparationJob(arguments.photos, arguments.out, arguments.dataset, size, arguments.test_fraction, arguments.seed)
-        report = prepare(job)
+        report = run_preparation(job)
     except (FileNotFoundError, ValueError, OSError, PoseModelsUnavailableError) as error:
         parser.exit(2, f"error: {error}\n")
     dropped = ", ".join(f"{reason} {len(sources)}" for reason, sources in sorted(report.dropped.items())) or "none"

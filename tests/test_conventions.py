@@ -156,10 +156,11 @@ def test_every_path_puts_a_joint_of_a_photo_at_the_same_place(tmp_path, tiny_mod
     from pnr_tf.data.annotations import read_annotations
     from pnr_tf.data.annotations import write_annotations
     from pnr_tf.data.annotations import write_pairs
+    from pnr_tf.data.pipeline import InputOptions
     from pnr_tf.data.pipeline import make_dataset
     from pnr_tf.data.pipeline import pair_samples
     from pnr_tf.data.preparation import PreparationJob
-    from pnr_tf.data.preparation import prepare
+    from pnr_tf.data.preparation import run_preparation
     from pnr_tf.inference import PoseTransfer
     from pnr_tf.inference import frame_person
     from pnr_tf.visualize import read_rgb
@@ -181,7 +182,7 @@ def test_every_path_puts_a_joint_of_a_photo_at_the_same_place(tmp_path, tiny_mod
     write_annotations(data / "annotations.csv", {"0001_c1_a.png": annotated, "0001_c1_b.png": annotated})
     write_pairs(data / "pairs.csv", [("0001_c1_a.png", "0001_c1_b.png")])
     samples = pair_samples(data / "pairs.csv", data / "annotations.csv", data / "images", size)
-    batch = next(iter(make_dataset(samples, 1, size, shuffle=False, repeat=False)))
+    batch = next(iter(make_dataset(samples, 1, size, InputOptions(shuffle=False, repeat=False))))
     heatmaps = batch["target_pose"].numpy()[0]
     peaks = np.array([np.unravel_index(np.argmax(heatmaps[..., joint]), size) for joint in MARKERS], np.float64)
     np.testing.assert_array_equal(peaks, expected)
@@ -207,7 +208,7 @@ def test_every_path_puts_a_joint_of_a_photo_at_the_same_place(tmp_path, tiny_mod
     photos = tmp_path / "photos" / "person"
     photos.mkdir(parents=True)
     write_rgb(photos / "large.png", large)
-    prepare(PreparationJob(str(tmp_path / "photos"), str(tmp_path / "prepared")), estimator=MarkerEstimator())
+    run_preparation(PreparationJob(str(tmp_path / "photos"), str(tmp_path / "prepared")), estimator=MarkerEstimator())
     (name, prepared), = read_annotations(tmp_path / "prepared" / "annotations.csv").items()
     np.testing.assert_array_equal(marked_joints(prepared), expected)
     # Its crop is the 128 x 64 photo pixel for pixel (as the same JPEG encoder leaves it), so the markers are where the keypoints are.

@@ -272,19 +272,30 @@ def decode_image_bytes(contents):
     )
 
 
-def make_dataset(
-    samples, batch_size, image_size=None, shuffle=True, repeat=True, seed=0, sigma=HEATMAP_SIGMA, drop_remainder=True, skip_examples=0,
-    include_paths=False, augmentation=None, target_masks=False,
-):  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class InputOptions:
+    """How ``make_dataset`` orders, changes and batches a SampleSet's examples."""
+
+    shuffle: bool = True  # seeded by ``seed``, reshuffled each epoch
+    repeat: bool = True  # an infinite stream
+    seed: int = 0  # the order and the augmentation draws
+    skip_examples: int = 0  # examples of the stream dropped before decoding: a resumed run continues the order
+    drop_remainder: bool = True
+    augmentation: object = None  # a pnr_tf.data.augment.Augmentation: each example's sources and target alike
+    target_masks: bool = False  # add target_mask (b, H, W, 1): PATN's body mask of the target pose, after augmentation
+    include_paths: bool = False  # add target_path: which files this pipeline read
+    sigma: float = HEATMAP_SIGMA  # the heatmaps' Gaussian width in pixels
+
+
+def make_dataset(samples, batch_size, image_size=None, options=InputOptions()):
     """Batches of {source_image (b, M, H, W, 3), source_pose (b, M, H, W, 18), target_image, target_pose}.
 
-    Decoding runs in parallel per example; heatmaps are built per batch (vectorised). Shuffling is
-    seeded; with repeat the dataset is infinite. skip_examples drops that many examples of the
-    shuffled stream before decoding (a resumed run continues the data order of an uninterrupted one).
-    ``augmentation`` (``pnr_tf.data.augment.Augmentation``) changes each example's sources and
-    target alike; ``target_masks`` adds ``target_mask`` (b, H, W, 1), PATN's body mask of the target
-    pose (after augmentation). Works under strategy.experimental_distribute_dataset.
+    Decoding runs in parallel per example; heatmaps are built per batch (vectorised). ``options``
+    (``InputOptions``) say how examples are ordered, augmented and what a batch adds. Works under
+    strategy.experimental_distribute_dataset.
     """
+    shuffle, repeat, seed, skip_examples = options.shuffle, options.repeat, options.seed, options.skip_examples
+    augmentation, target_masks, include_paths, sigma = options.augmentation, options.target_masks, options.include_paths, options.sigma
     if len(samples) == 0:
         raise BadSampleError("no usable samples")
     image_size = tuple(image_size or samples.image_size)
@@ -346,7 +357,7 @@ def make_dataset(
         return result
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(batch_size, drop_remainder=options.drop_remainder)
     dataset = dataset.map(add_heatmaps, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

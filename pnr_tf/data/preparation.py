@@ -255,7 +255,7 @@ def _remove_crop(images_dir, name):
         (images_dir / name).unlink(missing_ok=True)
 
 
-def prepare(job, estimator=None):
+def run_preparation(job, estimator=None):
     """Runs a job: the dataset made to mirror the photo folder; returns a PreparationReport."""
     if not 0 <= job.test_fraction < 1:
         raise ValueError(f"the held-out share must be in [0, 1), got {job.test_fraction}")

@@ -27,8 +27,9 @@ from pnr_tf.data.real_people import assemble_real_people
 from pnr_tf.data.synthetic import write_synthetic_dataset
 
 
-def prepare_data(config):
-    """Writes the built-in synthetic dataset when the config asks for it and it is absent; checks the data paths."""
+def write_missing_data(config):
+    """Writes the data a config asks for when it is absent (the built-in synthetic people, the real people of
+    data.real_people_from); checks the data paths."""
     data = config.data
     missing_split = data.validation_pairs and not files.is_file(data.path(data.validation_pairs))
     if data.synthetic and (not files.is_file(data.path(data.annotation_file)) or missing_split):
@@ -100,7 +101,7 @@ def mirror_pair_names(config, training_pair_file, held_out_pair_files):
 def run_samples(config, output_dir, write_splits=True):
     """(training SampleSet, validation SampleSet or None) of a run, its data prepared and split first."""
     data = config.data
-    prepare_data(config)
+    write_missing_data(config)
     split_paths = split_pair_files(config, output_dir, write=write_splits)
     unsupervised = config.train.mode == "unsupervised"
     identities = None

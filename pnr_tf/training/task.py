@@ -15,6 +15,7 @@ from pnr_tf.config import ConfigError
 from pnr_tf.config import requested_precision
 from pnr_tf.conventions import NUM_JOINTS
 from pnr_tf.data.augment import Augmentation
+from pnr_tf.data.pipeline import InputOptions
 from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.models.factory import discriminator_from_config
 from pnr_tf.models.factory import generator_from_config
@@ -162,11 +163,11 @@ class GANTask:
         self.shard_description = (f"input pipeline {context.input_pipeline_id + 1} of {context.num_input_pipelines} reads rows "
                                   f"{context.input_pipeline_id}::{context.num_input_pipelines} ({len(shard)} of {len(samples)})")  # fmt: skip
         augmentation = Augmentation(data.augment_mirror, data.augment_scale, data.augment_colour)
-        return make_dataset(
-            shard, per_replica, (data.image_height, data.image_width), seed=train.seed, sigma=data.heatmap_sigma,
-            skip_examples=start_step * per_replica * replicas_here, include_paths=True, augmentation=augmentation,
-            target_masks=self.config.loss.foreground_weight > 0 or self.config.loss.mask_ssim_weight > 0,
+        options = InputOptions(
+            seed=train.seed, sigma=data.heatmap_sigma, skip_examples=start_step * per_replica * replicas_here, include_paths=True,
+            augmentation=augmentation, target_masks=self.config.loss.foreground_weight > 0 or self.config.loss.mask_ssim_weight > 0,
         )  # fmt: skip
+        return make_dataset(shard, per_replica, (data.image_height, data.image_width), options)
 
     def dataset(self, samples, start_step=0):
         """The training input, distributed: each input pipeline (one per worker) reads only its shard."""

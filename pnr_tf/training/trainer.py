@@ -25,6 +25,7 @@ from pnr_tf import run_files
 from pnr_tf.config import ConfigError
 from pnr_tf.config import to_yaml
 from pnr_tf.data.pipeline import BadSampleError
+from pnr_tf.data.pipeline import InputOptions
 from pnr_tf.data.pipeline import decode_failure_message
 from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.export.keras_file import export_keras
@@ -150,10 +151,8 @@ class Trainer:
     def _preview_batch(self, samples):
         """A fixed batch of up to 4 examples (seeded shuffle, so sources differ) for the sample grids."""
         data = self.config.data
-        dataset = make_dataset(
-            samples, min(4, len(samples)), (data.image_height, data.image_width), repeat=False,
-            seed=self.config.train.seed + 1, sigma=data.heatmap_sigma,
-        )  # fmt: skip
+        options = InputOptions(repeat=False, seed=self.config.train.seed + 1, sigma=data.heatmap_sigma)
+        dataset = make_dataset(samples, min(4, len(samples)), (data.image_height, data.image_width), options)
         return {name: tensor.numpy() for name, tensor in next(iter(dataset)).items()}
 
     def write_samples(self, batch, step, writer):

@@ -13,6 +13,7 @@ from pnr_tf.data.augment import recolour
 from pnr_tf.data.augment import zoom
 from pnr_tf.data.keypoints import pose_mask
 from pnr_tf.data.pairs import with_more_sources
+from pnr_tf.data.pipeline import InputOptions
 from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.losses import l1_loss
@@ -102,11 +103,11 @@ def test_augment_draws_once_per_seed_and_changes_nothing_when_off():
 def test_the_pipeline_augments_reproducibly_resumes_in_order_and_draws_the_targets_masks(synthetic_root):
     samples = pair_samples(synthetic_root / "pairs.csv", synthetic_root / "annotations.csv", synthetic_root / "images")
     augmentation = Augmentation(mirror=True, scale=0.1, colour=0.1)
-    examples = lambda skip: make_dataset(samples, 1, seed=4, augmentation=augmentation, skip_examples=skip).take(4)  # noqa: E731
+    examples = lambda skip: make_dataset(samples, 1, options=InputOptions(seed=4, augmentation=augmentation, skip_examples=skip)).take(4)  # noqa: E731
     full = [example["target_image"].numpy() for example in examples(0)]
     resumed = [example["target_image"].numpy() for example in examples(2)]
     np.testing.assert_array_equal(np.stack(full[2:]), np.stack(resumed[:2]))  # a resumed run sees the same examples
-    plain = next(iter(make_dataset(samples, 4, seed=4, shuffle=False, target_masks=True)))
+    plain = next(iter(make_dataset(samples, 4, options=InputOptions(seed=4, shuffle=False, target_masks=True))))
     annotations = read_annotations(synthetic_root / "annotations.csv")
     for mask, path in zip(plain["target_mask"].numpy(), samples.target_paths[:4]):
         np.testing.assert_array_equal(mask[..., 0], pose_mask(annotations[path.rsplit("/", 1)[1]], 128, 64).astype(np.float32))
@@ -151,7 +152,7 @@ def test_a_mirror_pair_draws_its_target_as_the_source_mirrored_with_its_mask(syn
     samples = plain.joined(mirrored)
     assert samples.mirrored_targets().tolist() == [False, False, True, True, True]
     assert samples.rows([4, 0]).mirrored_targets().tolist() == [True, False] and samples.shard(2, 1).mirrored_targets().tolist() == [False, True]
-    batch = next(iter(make_dataset(samples, 5, shuffle=False, target_masks=True)))
+    batch = next(iter(make_dataset(samples, 5, options=InputOptions(shuffle=False, target_masks=True))))
     sources, targets = batch["source_image"].numpy()[:, 0], batch["target_image"].numpy()
     np.testing.assert_array_equal(targets[2:], sources[2:, :, ::-1])  # the same photo, flipped left-right
     assert not np.array_equal(targets[:2], sources[:2, :, ::-1])  # a real pair's target is its own photo

@@ -11,6 +11,7 @@ from pnr_tf.data.annotations import DataFormatError
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.pipeline import BadSampleError
+from pnr_tf.data.pipeline import InputOptions
 from pnr_tf.data.pipeline import make_dataset
 from pnr_tf.data.pipeline import pair_samples
 from pnr_tf.data.pipeline import single_image_samples
@@ -43,7 +44,7 @@ def test_supervised_pairs_on_the_real_subset(shared_data):
     subset = shared_data / "market_subset"
     samples = pair_samples(subset / "pairs.csv", subset / "annotations.csv", subset / "images")
     assert len(samples) == 1014 and samples.num_skipped == 0
-    batch = next(iter(make_dataset(samples, 4, shuffle=False)))
+    batch = next(iter(make_dataset(samples, 4, options=InputOptions(shuffle=False))))
     check_batch(batch, 4, 1)
     # The first pair, decoded and rendered independently.
     first = cv2.imread(samples.source_paths[0][0])[..., ::-1].astype(np.float32) / 127.5 - 1
@@ -69,7 +70,7 @@ def test_shuffle_is_seeded_and_repeat_is_endless(synthetic):
     samples = pair_samples(synthetic / "pairs.csv", synthetic / "annotations.csv", synthetic / "images")
 
     def first_targets(seed):
-        dataset = make_dataset(samples, 2, seed=seed)
+        dataset = make_dataset(samples, 2, options=InputOptions(seed=seed))
         return [batch["target_image"].numpy().sum() for batch in dataset.take(len(samples))]
 
     assert first_targets(3) == first_targets(3)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.annotations import read_pairs
 from pnr_tf.data.preparation import PreparationJob
-from pnr_tf.data.preparation import prepare
+from pnr_tf.data.preparation import run_preparation
 from pnr_tf.pose import PersonPose
 from pnr_tf.pose import PoseEstimationError
 from pnr_tf.prepare import main as prepare_main
@@ -55,7 +55,7 @@ def write_people(folder, people):
 
 
 def run(photos, out, **options):
-    return prepare(PreparationJob(str(photos), str(out), **options), estimator=StandInEstimator())
+    return run_preparation(PreparationJob(str(photos), str(out), **options), estimator=StandInEstimator())
 
 
 def dataset_names(out):
