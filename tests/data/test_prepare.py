@@ -95,7 +95,7 @@ def test_prepare_keeps_the_people_with_good_keypoints_reports_the_rest_and_train
     assert set(read_pairs(data / "pairs-test.csv")) >= set(test)
     # The README's next two commands, with the tiny model: train on it, evaluate on its held-out people.
     run = tmp_path / "run"
-    overrides = [f"data.root={data}", "data.dataset=deepfashion", "data.image_height=256", "data.image_width=176",
+    overrides = [f"data.root={data}", "data.dataset=deepfashion", "data.image_height=256", "data.image_width=176", "train.initial_weights=",
                  *tiny_training_overrides(train={"batch_size": 2, "sample_every": 100, "checkpoint_every": 100, "validate_every": 2})]  # fmt: skip
     assert train_main(["--config", str(CONFIGS / "custom_cpu.yaml"), "--output-dir", str(run), *[f"--set={item}" for item in overrides]]) == 0
     assert evaluate_main(["--model", str(run), "--no-inception", "--limit", "8"]) == 0
