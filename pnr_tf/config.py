@@ -302,6 +302,8 @@ def parse_override(text):
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"an override key is section.key, got {key!r}")
+    if not raw.strip():  # `--set train.initial_weights=`: nothing, which YAML would read as null
+        return parts, ""
     try:
         return parts, yaml.safe_load(raw)
     except yaml.YAMLError as error:

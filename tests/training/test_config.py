@@ -138,8 +138,13 @@ def test_bad_includes_are_one_error_naming_the_file(tmp_path, files, message):
         load_config(tmp_path / "child.yaml")
 
 
-def test_custom_cpu_is_market_cpu_on_another_folder():
+def test_custom_cpu_fine_tunes_the_pretrained_generator_as_market_cpu_trains_on_another_folder():
     custom, market = to_dict(load_config(CONFIGS / "custom_cpu.yaml")), to_dict(load_config(CONFIGS / "market_cpu.yaml"))
     assert (custom["data"].pop("root"), custom["data"].pop("test_identities")) == ("data/mine", 0.0)
-    del market["data"]["root"], market["data"]["test_identities"]
+    assert (custom["train"].pop("initial_weights"), custom["train"].pop("num_steps")) == ("pretrained", 2400)
+    del market["data"]["root"], market["data"]["test_identities"], market["train"]["initial_weights"], market["train"]["num_steps"]
     assert custom == market
+    # The pretrained generator's model is this config's: its weights fit.
+    assert to_dict(load_config(CONFIGS / "pretrained.yaml"))["model"] == custom["model"]
+    # --set train.initial_weights= (nothing) trains from random weights.
+    assert load_config(CONFIGS / "custom_cpu.yaml", ["train.initial_weights="]).train.initial_weights == ""

@@ -185,7 +185,7 @@ def test_resuming_with_another_model_or_data_is_refused_and_other_changes_are_re
         (["model.base_filters=8", "model.norm=instance"], ["model.base_filters: 4 in the run, 8 now", "model.norm: 'batch' in the run, 'instance' now"]),
         (["data.image_height=64"], ["data.image_height: 128 in the run, 64 now"]),
         (["data.heatmap_sigma=3"], ["data.heatmap_sigma: 6.0 in the run, 3.0 now"]),
-        (["train.mixed_precision=true"], ["train.mixed_precision: False in the run, True now"]),
+        (["train.precision=mixed_float16"], ["train.precision: 'float32' in the run, 'mixed_float16' now"]),
     ]  # fmt: skip
     before = (run / "config.yaml").read_text()
     for overrides, messages in cases:
