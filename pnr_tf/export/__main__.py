@@ -41,6 +41,9 @@ def build_parser():
     parser.add_argument("--model-name", default="pnr", help="served model name and file stem (default pnr)")
     parser.add_argument("--version", type=int, default=None, help="SavedModel version (default: newest + 1)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none", help="TFLite weight quantisation")
+    parser.add_argument("--test-time-mirror", choices=("model", "on", "off"), default="model",
+                        help="draw each person twice, from the photo and its mirror image, and average (model: as the generator's "
+                             "contract says; the choice is recorded in the exported contract)")  # fmt: skip
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="SavedModel and .keras: bfloat16 computes the layers in bfloat16 (weights, regression and output "
                              "float32): faster on CPUs with AMX or AVX512-BF16, emulated and slower elsewhere")  # fmt: skip

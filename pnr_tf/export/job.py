@@ -39,6 +39,7 @@ class ExportJob:
     int8_signature: str = "serving_default"  # int8: serving_default, encode or render
     batch_size: int = None  # TFLite only: a fixed batch
     precision: str = "float32"  # SavedModel and .keras: "bfloat16" computes the layers in bfloat16 (CPUs with AMX / AVX512-BF16)
+    test_time_mirror: str = "model"  # "model" (as its contract says), "on" or "off": recorded in the exported contract
 
     def check(self):
         """ValueError for options that do not go together (before the model is read)."""
@@ -57,6 +58,8 @@ class ExportJob:
                              "calibrator crashes on a fixed-batch int8 serving_default model)")  # fmt: skip
         if self.format != "tflite" and self.quantize != "none":
             raise ValueError("--quantize applies to --format tflite only")
+        if self.test_time_mirror not in ("model", "on", "off"):
+            raise ValueError(f"--test-time-mirror must be model, on or off, got {self.test_time_mirror!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision != "float32" and self.format == "tflite":
@@ -89,6 +92,8 @@ def run_export(job):
     generator = load_generator(job.model)
     if job.precision == "bfloat16":
         generator = copy_generator(generator, dtype_policy="mixed_bfloat16")
+    if job.test_time_mirror != "model":
+        generator = copy_generator(generator, contract_changes={"test_time_mirror": job.test_time_mirror == "on"})
     if job.format == "saved_model":
         return export_saved_model(generator, job.out, job.model_name, job.version, job.overwrite)
     if job.format == "keras":

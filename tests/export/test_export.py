@@ -473,3 +473,18 @@ def test_a_bfloat16_export_computes_in_bfloat16_and_draws_close_to_float32(tmp_p
     assert level_difference(served, drawn) <= 1
     with pytest.raises(ValueError, match="applies to --format saved_model and keras"):
         run_export(ExportJob(model=str(tmp_path / "run"), format="tflite", out=str(tmp_path / "out"), precision="bfloat16"))
+
+
+def test_the_export_holds_the_mirror_choice_in_the_contract_it_writes(tmp_path):
+    from pnr_tf.export.job import ExportJob
+    from pnr_tf.export.job import run_export
+    from pnr_tf.inference import PoseTransfer
+    from tests.helpers import random_generator_inputs
+    from tests.helpers import tiny_generator
+
+    generator = tiny_generator(norm="instance")
+    generator(random_generator_inputs(height=16, width=8))
+    export_keras(with_contract(generator, test_time_mirror=True), tmp_path / "run" / "generator.keras")
+    kept = run_export(ExportJob(model=str(tmp_path / "run"), format="keras", out=str(tmp_path / "kept")))
+    off = run_export(ExportJob(model=str(tmp_path / "run"), format="keras", out=str(tmp_path / "off"), test_time_mirror="off"))
+    assert PoseTransfer.load(kept).test_time_mirror is True and PoseTransfer.load(off).test_time_mirror is False
