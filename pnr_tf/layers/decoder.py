@@ -6,6 +6,7 @@ from pnr_tf.layers.blocks import ConvolutionBlock
 from pnr_tf.layers.blocks import ResidualBlock
 from pnr_tf.layers.blocks import build_sublayer
 
+UPSAMPLING_SCOPE = "upsampling"  # the two upsampling blocks' names (int8 TFLite keeps them float)
 
 @keras.saving.register_keras_serializable(package="pnr_tf")
 class ImageDecoder(keras.layers.Layer):
@@ -36,9 +37,9 @@ class ImageDecoder(keras.layers.Layer):
         ]
         self.upsampling = [
             ConvolutionBlock(base_filters * 2, 3, strides=2, norm=norm, transpose=True, subpixel_upsampling=subpixel_upsampling,
-                             dtype=policy, name="upsampling_0"),
+                             dtype=policy, name=f"{UPSAMPLING_SCOPE}_0"),
             ConvolutionBlock(base_filters, 3, strides=2, norm=norm, transpose=True, subpixel_upsampling=subpixel_upsampling,
-                             dtype=policy, name="upsampling_1"),
+                             dtype=policy, name=f"{UPSAMPLING_SCOPE}_1"),
         ]
         self.to_image = keras.layers.Conv2D(3, 7, padding="same", dtype=policy, name="to_image")
 
