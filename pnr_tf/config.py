@@ -80,8 +80,9 @@ class ModelConfig:
     ridge: float = 1e-3
     solver: str = "auto"  # "auto" | "fused" | "cholesky" | "matmul": pnr_tf.ops.solvers
     # p = 1: whether the gradient of IRLS's last iteration runs through its weights 1 / max(|r|, delta)
-    # (true) or holds them constant (false), differentiating the weighted least squares it solves.
-    irls_weight_gradient: bool = True
+    # (true, the layer's default) or holds them constant (false), differentiating the weighted least
+    # squares it solves. false drew better people in every recipe measured (BENCHMARKS.md).
+    irls_weight_gradient: bool = False
     # Outside training the generator also draws the mirrored inputs and averages the two (PNRGenerator):
     # twice the inference work; the paper draws once. Not a training setting: a run's weights are the same.
     test_time_mirror: bool = False
