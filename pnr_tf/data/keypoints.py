@@ -1,4 +1,4 @@
-"""Keypoints -> 18-channel Gaussian heatmaps (TensorFlow ops) and pose masks for mask-SSIM (NumPy, OpenCV)."""
+"""Keypoints -> 18-channel Gaussian heatmaps (TensorFlow ops) and pose masks for mask-SSIM (NumPy, OpenCV; and in the graph)."""
 
 import cv2
 import numpy as np
@@ -115,3 +115,37 @@ def pose_mask(keypoints, height, width, point_radius=MASK_POINT_RADIUS):
     square = np.ones((5, 5), np.uint8)
     mask = cv2.dilate(mask.astype(np.uint8), square)
     return cv2.erode(mask, square).astype(bool)
+
+
+def pose_mask_tensor(keypoints, height, width, point_radius=MASK_POINT_RADIUS):
+    """pose_mask in the graph: (18, 2) keypoints -> (height, width) float32, 1 inside the body mask.
+
+    The same rules in the same float64 arithmetic (each limb's crossing-number fill over the whole
+    grid, which a bounding box only narrows), so it equals pose_mask pixel for pixel; training's
+    input pipeline draws its target masks with it instead of calling back into Python.
+    """
+    keypoints = tf.cast(keypoints, tf.float64)
+    visible = visible_joints(keypoints, (height, width))
+    starts, ends = zip(*MASK_LIMBS)
+    start_points, end_points = tf.gather(keypoints, starts), tf.gather(keypoints, ends)  # (limbs, 2)
+    direction = start_points - end_points
+    length = tf.sqrt(direction[:, 0] * direction[:, 0] + direction[:, 1] * direction[:, 1])
+    drawn = tf.gather(visible, starts) & tf.gather(visible, ends) & (length > 0)
+    normal = point_radius * tf.stack([-direction[:, 1], direction[:, 0]], axis=-1) / tf.where(length > 0, length, 1.0)[:, None]
+    corners = tf.stack([start_points + normal, start_points - normal, end_points - normal, end_points + normal], axis=1)
+    corners = tf.where(drawn[:, None, None], corners, 0.0)  # (limbs, 4, 2); an undrawn limb is a point: no pixel
+    previous = tf.roll(corners, shift=1, axis=1)  # edge i runs from corner i - 1 to corner i, as _polygon_mask
+    r0, c0 = corners[..., 0, None, None], corners[..., 1, None, None]  # (limbs, 4, 1, 1)
+    r1, c1 = previous[..., 0, None, None], previous[..., 1, None, None]
+    rows = tf.range(height, dtype=tf.float64)[:, None]
+    columns = tf.range(width, dtype=tf.float64)[None, :]
+    spans = ((r0 <= rows) & (rows < r1)) | ((r1 <= rows) & (rows < r0))  # never true when r0 == r1
+    crossing = (c1 - c0) * (rows - r0) / tf.where(r1 != r0, r1 - r0, 1.0) + c0
+    crossings = tf.reduce_sum(tf.cast(spans & (columns < crossing), tf.int32), axis=1)  # (limbs, height, width)
+    mask = tf.reduce_any((crossings % 2 == 1) & drawn[:, None, None], axis=0)
+    distance = (rows[None] - keypoints[:, 0, None, None]) ** 2 + (columns[None] - keypoints[:, 1, None, None]) ** 2
+    mask |= tf.reduce_any((distance < point_radius**2) & visible[:, None, None], axis=0)
+    # Max pooling with SAME padding sees the window clipped to the image, as cv2's default border does.
+    mask = tf.cast(mask, tf.float32)[None, ..., None]
+    dilated = tf.nn.max_pool2d(mask, 5, 1, "SAME")
+    return -tf.nn.max_pool2d(-dilated, 5, 1, "SAME")[0, ..., 0]

@@ -24,7 +24,7 @@ from pnr_tf.data.augment import augment
 from pnr_tf.data.augment import mirror
 from pnr_tf.data.keypoints import HEATMAP_SIGMA
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
-from pnr_tf.data.keypoints import pose_mask
+from pnr_tf.data.keypoints import pose_mask_tensor
 from pnr_tf.data.pairs import has_torso
 
 ON_BAD_SAMPLE = ("error", "skip")
@@ -339,8 +339,7 @@ def make_dataset(samples, batch_size, image_size=None, options=InputOptions()):
             images, keypoints = augment(images, keypoints, augmentation, tf.stack([tf.cast(seed, tf.int64), position]))
             loaded.update(source_image=images[:-1], source_keypoints=keypoints[:-1], target_image=images[-1], target_keypoints=keypoints[-1])
         if target_masks:
-            mask = tf.numpy_function(lambda points: pose_mask(points, height, width).astype(np.float32), [loaded["target_keypoints"]], tf.float32)
-            loaded["target_mask"] = tf.ensure_shape(mask, (height, width))[..., None]
+            loaded["target_mask"] = pose_mask_tensor(loaded["target_keypoints"], height, width)[..., None]
         return loaded
 
     def add_heatmaps(batch):

@@ -11,6 +11,7 @@ from pnr_tf.data.annotations import read_annotations
 from pnr_tf.data.keypoints import MASK_LIMBS
 from pnr_tf.data.keypoints import keypoints_to_heatmaps
 from pnr_tf.data.keypoints import pose_mask
+from pnr_tf.data.keypoints import pose_mask_tensor
 
 
 def heatmaps_reference(keypoints, height, width, sigma=6.0):
@@ -113,3 +114,30 @@ def test_masks_of_real_market_poses_stay_close_to_todays_skimage_recipe(shared_d
         union = (ours | reference).sum()
         fractions.append((ours ^ reference).sum() / union if union else 0.0)
     assert np.median(fractions) < 0.005 and max(fractions) < 0.06
+
+
+@pytest.mark.parametrize("height, width", [(128, 64), (40, 60)])
+def test_the_graph_mask_equals_the_numpy_mask_pixel_for_pixel(height, width):
+    """Training draws its target masks in the graph; evaluation's mask-SSIM uses pose_mask. General
+    position, integer joints (ties on edges and between edge crossings), joints outside the image,
+    missing (-1) and NaN joints, a limb whose ends coincide."""
+    rng = np.random.default_rng(7)
+    for case in range(60):
+        keypoints = np.stack([rng.uniform(-10, height + 10, 18), rng.uniform(-10, width + 10, 18)], axis=-1)
+        if case % 3 == 1:
+            keypoints = np.round(keypoints)
+        if case % 3 == 2:
+            keypoints[rng.random(18) < 0.3] = -1
+            keypoints[4] = np.nan
+            keypoints[2] = keypoints[3] = [height / 2, width / 2]
+        keypoints = keypoints.astype(np.float32)
+        expected = pose_mask(keypoints, height, width)
+        drawn = pose_mask_tensor(keypoints, height, width).numpy()
+        assert drawn.dtype == np.float32 and set(np.unique(drawn)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(drawn.astype(bool), expected, err_msg=f"case {case}")
+
+
+def test_the_graph_mask_equals_the_numpy_mask_on_real_market_poses(shared_data):
+    annotations = read_annotations(shared_data / "market_subset" / "annotations.csv")
+    for name in sorted(annotations)[::4]:
+        np.testing.assert_array_equal(pose_mask_tensor(annotations[name], 128, 64).numpy().astype(bool), pose_mask(annotations[name], 128, 64), err_msg=name)
