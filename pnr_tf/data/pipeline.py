@@ -294,8 +294,6 @@ def make_dataset(samples, batch_size, image_size=None, options=InputOptions()):
     (``InputOptions``) say how examples are ordered, augmented and what a batch adds. Works under
     strategy.experimental_distribute_dataset.
     """
-    shuffle, repeat, seed, skip_examples = options.shuffle, options.repeat, options.seed, options.skip_examples
-    augmentation, target_masks, include_paths, sigma = options.augmentation, options.target_masks, options.include_paths, options.sigma
     if len(samples) == 0:
         raise BadSampleError("no usable samples")
     image_size = tuple(image_size or samples.image_size)
@@ -309,13 +307,13 @@ def make_dataset(samples, batch_size, image_size=None, options=InputOptions()):
             "target_mirrored": samples.mirrored_targets(),
         }
     )
-    if shuffle:
-        dataset = dataset.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if options.shuffle:
+        dataset = dataset.shuffle(len(samples), seed=options.seed, reshuffle_each_iteration=True)
+    if options.repeat:
         dataset = dataset.repeat()
     dataset = dataset.enumerate()  # each example's position in the stream seeds its augmentation
-    if skip_examples:
-        dataset = dataset.skip(skip_examples)
+    if options.skip_examples:
+        dataset = dataset.skip(options.skip_examples)
 
     def load(position, example):
         loaded = {
@@ -333,25 +331,25 @@ def make_dataset(samples, batch_size, image_size=None, options=InputOptions()):
                 lambda: (loaded["target_image"][None], loaded["target_keypoints"][None]),
             )  # fmt: skip
             loaded.update(target_image=target_image[0], target_keypoints=target_keypoints[0])
-        if augmentation is not None and augmentation.active:
+        if options.augmentation is not None and options.augmentation.active:
             images = tf.concat([loaded["source_image"], loaded["target_image"][None]], axis=0)
             keypoints = tf.concat([loaded["source_keypoints"], loaded["target_keypoints"][None]], axis=0)
-            images, keypoints = augment(images, keypoints, augmentation, tf.stack([tf.cast(seed, tf.int64), position]))
+            images, keypoints = augment(images, keypoints, options.augmentation, tf.stack([tf.cast(options.seed, tf.int64), position]))
             loaded.update(source_image=images[:-1], source_keypoints=keypoints[:-1], target_image=images[-1], target_keypoints=keypoints[-1])
-        if target_masks:
+        if options.target_masks:
             loaded["target_mask"] = pose_mask_tensor(loaded["target_keypoints"], height, width)[..., None]
         return loaded
 
     def add_heatmaps(batch):
         result = {
             "source_image": batch["source_image"],
-            "source_pose": keypoints_to_heatmaps(batch["source_keypoints"], height, width, sigma),
+            "source_pose": keypoints_to_heatmaps(batch["source_keypoints"], height, width, options.sigma),
             "target_image": batch["target_image"],
-            "target_pose": keypoints_to_heatmaps(batch["target_keypoints"], height, width, sigma),
+            "target_pose": keypoints_to_heatmaps(batch["target_keypoints"], height, width, options.sigma),
         }
-        if target_masks:
+        if options.target_masks:
             result["target_mask"] = batch["target_mask"]
-        if include_paths:  # which files this pipeline read (multi-worker tests and reports)
+        if options.include_paths:  # which files this pipeline read (multi-worker tests and reports)
             result["target_path"] = batch["target_path"]
         return result
 

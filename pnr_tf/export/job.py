@@ -90,10 +90,11 @@ def run_export(job):
     """Checks and runs the job; returns the path written."""
     job.check()
     generator = load_generator(job.model)
-    if job.precision == "bfloat16":
-        generator = copy_generator(generator, dtype_policy="mixed_bfloat16")
-    if job.test_time_mirror != "model":
-        generator = copy_generator(generator, contract_changes={"test_time_mirror": job.test_time_mirror == "on"})
+    if job.precision == "bfloat16" or job.test_time_mirror != "model":  # one copy carries both changes
+        generator = copy_generator(
+            generator, dtype_policy="mixed_bfloat16" if job.precision == "bfloat16" else None,
+            contract_changes={"test_time_mirror": job.test_time_mirror == "on"} if job.test_time_mirror != "model" else None,
+        )  # fmt: skip
     if job.format == "saved_model":
         return export_saved_model(generator, job.out, job.model_name, job.version, job.overwrite)
     if job.format == "keras":

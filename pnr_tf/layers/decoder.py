@@ -8,6 +8,7 @@ from pnr_tf.layers.blocks import build_sublayer
 
 UPSAMPLING_SCOPE = "upsampling"  # the two upsampling blocks' names (int8 TFLite keeps them float)
 
+
 @keras.saving.register_keras_serializable(package="pnr_tf")
 class ImageDecoder(keras.layers.Layer):
     """Residual blocks, two stride-2 transposed convs, a 7x7 conv to RGB and tanh.
